@@ -1,0 +1,208 @@
+"""Known small Qwen chat models: ids on each source, size, thinking support, recommended sampling.
+
+Taught in ``notebooks/00_quickstart.ipynb`` (which model to pick) and ``02_download.ipynb`` (ids on
+Hugging Face vs ModelScope).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+__all__ = [
+    "ModelInfo",
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "OFFLINE_MODEL",
+    "UnknownModelError",
+    "get",
+    "find",
+    "closest",
+    "recommended_sampling",
+]
+
+DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
+OFFLINE_MODEL = "offline"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One catalog entry.
+
+    Args:
+        name: canonical id (the Hugging Face repo id).
+        hf_id: repo id on huggingface.co (and hf-mirror.com).
+        modelscope_id: repo id on modelscope.cn.
+        params: parameter count (embeddings included).
+        disk_bytes: approximate size of the weights as downloaded.
+        thinking: True when the chat template knows ``enable_thinking`` (Qwen3).
+        sampling: recommended sampling per mode: ``{"thinking": {...}, "non_thinking": {...}}`` or
+            ``{"default": {...}}`` for models without thinking mode.
+        notes: one line for the student.
+        quantized_of: for pre-quantized repos, the name of the full-precision model.
+        quant_method: "gptq-int4", "awq", "gguf", ... (pre-quantized repos only).
+        requires_cuda: True when the weights need a CUDA GPU to load (GPTQ / AWQ kernels).
+    """
+
+    name: str
+    hf_id: str
+    modelscope_id: str
+    params: int
+    disk_bytes: int
+    thinking: bool
+    sampling: Mapping[str, Mapping[str, float | int | bool]]
+    notes: str = ""
+    aliases: tuple[str, ...] = field(default=())
+    quantized_of: str | None = None
+    quant_method: str | None = None
+    requires_cuda: bool = False
+
+    @property
+    def size_gb(self) -> float:
+        return self.disk_bytes / 1e9
+
+
+_QWEN3_SAMPLING = {
+    # Qwen3 model card, "Best Practices": no greedy decoding in thinking mode.
+    "thinking": {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0},
+    "non_thinking": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0},
+}
+_QWEN25_SAMPLING = {
+    # What Qwen2.5-0.5B-Instruct's generation_config.json sets (silently, if you pass nothing).
+    "default": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05},
+}
+_QWEN15_SAMPLING = {
+    "default": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.1},
+}
+
+CATALOG: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        ModelInfo(
+            name="Qwen/Qwen3-0.6B",
+            hf_id="Qwen/Qwen3-0.6B",
+            modelscope_id="Qwen/Qwen3-0.6B",
+            params=751_632_384,
+            disk_bytes=1_503_300_328,
+            thinking=True,
+            sampling=_QWEN3_SAMPLING,
+            notes="课程默认模型 (default): 支持思考模式 (thinking mode), bf16 权重约 1.5 GB",
+        ),
+        ModelInfo(
+            name="Qwen/Qwen2.5-0.5B-Instruct",
+            hf_id="Qwen/Qwen2.5-0.5B-Instruct",
+            modelscope_id="Qwen/Qwen2.5-0.5B-Instruct",
+            params=494_032_768,
+            disk_bytes=988_097_824,
+            thinking=False,
+            sampling=_QWEN25_SAMPLING,
+            notes="最小最快 (smallest): 无思考模式, bf16 权重约 1.0 GB",
+        ),
+        ModelInfo(
+            name="Qwen/Qwen1.5-0.5B-Chat",
+            hf_id="Qwen/Qwen1.5-0.5B-Chat",
+            modelscope_id="qwen/Qwen1.5-0.5B-Chat",
+            params=619_570_176,
+            disk_bytes=1_239_173_352,
+            thinking=False,
+            sampling=_QWEN15_SAMPLING,
+            notes="老一代 (older generation), 出现在很多旧教程里; bf16 权重约 1.2 GB",
+        ),
+        ModelInfo(
+            name=OFFLINE_MODEL,
+            hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            modelscope_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            params=494_032_768,
+            disk_bytes=491_400_064,
+            thinking=False,
+            sampling=_QWEN25_SAMPLING,
+            notes=(
+                "离线模型 (offline model): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 由 PyPI 包分发, "
+                "SHA-256 校验后转换为 transformers 文件夹"
+            ),
+            aliases=("qwenlab/offline", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"),
+        ),
+    ]
+}
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither in the catalog nor a local path."""
+
+    def __init__(self, name: str, suggestions: list[str]):
+        self.name = name
+        self.suggestions = suggestions
+        hint = ", ".join(suggestions) if suggestions else ", ".join(CATALOG)
+        super().__init__(
+            f"Unknown model {name!r}: it is not in the qwenlab catalog and not a local folder or .gguf file. "
+            f"Did you mean: {hint}? (see qwenlab.catalog.CATALOG, or pass a local folder path)"
+        )
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _size_tag(name: str) -> str | None:
+    m = re.search(r"(\d+(?:\.\d+)?)\s*b\b", _norm(name))
+    return m.group(1) if m else None
+
+
+def find(name: str) -> ModelInfo | None:
+    """Return the catalog entry for ``name`` (case-insensitive; HF id, ModelScope id, bare name or alias)."""
+    key = _norm(name)
+    for info in CATALOG.values():
+        candidates = {info.name, info.hf_id, info.modelscope_id, *info.aliases}
+        candidates |= {c.split("/", 1)[-1] for c in candidates}
+        if key in {_norm(c) for c in candidates}:
+            return info
+    return None
+
+
+def closest(name: str, n: int = 3) -> list[str]:
+    """The catalog ids closest to a mistyped ``name``, best first.
+
+    Scores string similarity and gives a bonus to entries of the same size (``0.5B``), so
+    ``qwen/Qwen-0.5B`` suggests the two 0.5B chat models first.
+    """
+    key = _norm(name).split("/", 1)[-1]
+    tag = _size_tag(name)
+    scored = []
+    for info in CATALOG.values():
+        if info.name == OFFLINE_MODEL or info.quantized_of:
+            continue
+        bare = _norm(info.name).split("/", 1)[-1]
+        score = difflib.SequenceMatcher(None, key, bare).ratio()
+        if tag and _size_tag(info.name) == tag:
+            score += 0.5
+        if bare.startswith(key):  # "Qwen2.5-0.5B" is the start of "Qwen2.5-0.5B-Instruct"
+            score += 0.3
+        scored.append((score, info.name))
+    scored.sort(key=lambda s: -s[0])
+    return [name for _, name in scored[:n]]
+
+
+def get(name: str) -> ModelInfo:
+    """Return the catalog entry for ``name`` or raise :class:`UnknownModelError` naming the closest ids."""
+    info = find(name)
+    if info is None:
+        raise UnknownModelError(name, closest(name))
+    return info
+
+
+def recommended_sampling(name: str, thinking: bool | None = None) -> dict:
+    """Qwen's recommended sampling parameters for a model and mode.
+
+    Args:
+        name: catalog id.
+        thinking: for thinking models, which mode (default: thinking on, as Qwen3's template does).
+
+    Taught in ``04_generate.ipynb`` and ``06_thinking.ipynb``.
+    """
+    info = get(name)
+    if "default" in info.sampling:
+        return dict(info.sampling["default"])
+    mode = "non_thinking" if thinking is False else "thinking"
+    return dict(info.sampling[mode])

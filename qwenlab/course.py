@@ -1,0 +1,134 @@
+"""The course's choice of model and the first cell of every notebook.
+
+Taught in ``00_quickstart.ipynb``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+from . import catalog
+
+__all__ = ["course_model", "setup_notebook", "CourseSetup", "in_notebook"]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where HTML output is shown)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+    except ImportError:
+        return False
+
+
+def _banner(title: str, body: str) -> None:
+    if in_notebook():
+        import html
+
+        from IPython.display import HTML, display
+
+        display(HTML(
+            "<div style='border:2px solid #d4a72c;background:#fff8c5;padding:8px 12px;border-radius:6px'>"
+            f"<b>{html.escape(title)}</b><br>{html.escape(body)}</div>"
+        ))
+    else:
+        print(f"*** {title}\n    {body}", file=sys.stderr)
+
+
+def _default_available(probe_timeout: float) -> tuple[bool, str]:
+    from .hub import find_local, probe_sources
+
+    info = catalog.get(catalog.DEFAULT_MODEL)
+    if find_local([info.hf_id], [info.modelscope_id]):
+        return True, "on disk"
+    try:
+        from .hub import download  # noqa: F401  (present once downloads are implemented)
+    except ImportError:
+        return False, "not on disk"
+    reachable = [name for name, ok in probe_sources(timeout=probe_timeout).items() if ok]
+    if reachable:
+        return True, f"downloadable from {reachable[0]}"
+    return False, "not on disk and no model hub is reachable"
+
+
+def course_model(announce: bool = True, probe_timeout: float = 3.0) -> str:
+    """The model the notebooks use: ``$QWENLAB_MODEL``, else Qwen3-0.6B if available, else the offline model.
+
+    "Available" means on disk or downloadable right now. Falling back to the offline model is always
+    announced in a visible banner (never silently).
+    """
+    chosen = os.environ.get("QWENLAB_MODEL")
+    if chosen:
+        return chosen
+    ok, why = _default_available(probe_timeout)
+    if ok:
+        return catalog.DEFAULT_MODEL
+    if announce:
+        _banner(
+            "使用离线模型 (using the offline model)",
+            f"{catalog.DEFAULT_MODEL} is {why}, so this notebook uses the offline model: "
+            "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, from PyPI, SHA-256 checked). Answers are real; it has no "
+            "thinking mode. To choose a model: set QWENLAB_MODEL or run `qwenlab download Qwen/Qwen3-0.6B`.",
+        )
+    return catalog.OFFLINE_MODEL
+
+
+@dataclass
+class CourseSetup:
+    """What ``setup_notebook`` decided: the model name, the device, and the versions in use."""
+
+    model: str
+    device: str
+    versions: dict
+
+    def __str__(self) -> str:
+        vers = "  ".join(f"{k} {v}" for k, v in self.versions.items())
+        return f"{vers}\nmodel: {self.model}   device: {self.device}"
+
+
+def setup_notebook(seed: int = 0, announce: bool = True) -> CourseSetup:
+    """First cell of every notebook: versions, chosen model and device, printed once; RNG seeded.
+
+    Example:
+        >>> import qwenlab
+        >>> course = qwenlab.setup_notebook()     # doctest: +SKIP
+    """
+    import torch
+    import transformers
+
+    from . import __version__
+    from .models import choose_device
+
+    torch.manual_seed(seed)
+    setup = CourseSetup(
+        model=course_model(announce=announce),
+        device=choose_device("auto"),
+        versions={
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "qwenlab": __version__,
+        },
+    )
+    if announce:
+        print(setup)
+    return setup
+
+
+def _prepare() -> int:
+    """``python -m qwenlab.course --prepare`` (used by the Makefile): make the course model ready on disk."""
+    from .models import resolve
+
+    name = course_model()
+    where = resolve(name)
+    print(f"course model: {name} ({where.found_in}: {where.folder})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_prepare() if "--prepare" in sys.argv else 2)

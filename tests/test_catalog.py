@@ -1,0 +1,43 @@
+import pytest
+
+from qwenlab import catalog
+
+
+@pytest.mark.parametrize("name", ["Qwen/Qwen3-0.6B", "qwen3-0.6b", "Qwen3-0.6B", "QWEN/QWEN3-0.6B"])
+def test_find_accepts_ids_case_insensitive_and_without_org(name):
+    assert catalog.get(name).name == "Qwen/Qwen3-0.6B"
+
+
+def test_modelscope_id_resolves_to_same_entry():
+    assert catalog.get("qwen/Qwen1.5-0.5B-Chat").name == "Qwen/Qwen1.5-0.5B-Chat"
+
+
+def test_never_existing_qwen_0_5b_suggests_the_two_half_billion_chat_models():
+    with pytest.raises(catalog.UnknownModelError) as err:
+        catalog.get("qwen/Qwen-0.5B")
+    assert set(err.value.suggestions[:2]) == {"Qwen/Qwen1.5-0.5B-Chat", "Qwen/Qwen2.5-0.5B-Instruct"}
+    assert "Qwen/Qwen1.5-0.5B-Chat" in str(err.value)
+
+
+def test_base_name_without_instruct_suggests_instruct_first():
+    with pytest.raises(catalog.UnknownModelError) as err:
+        catalog.get("Qwen2.5-0.5B")
+    assert err.value.suggestions[0] == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_recommended_sampling_per_mode_for_qwen3():
+    thinking = catalog.recommended_sampling("Qwen/Qwen3-0.6B", thinking=True)
+    plain = catalog.recommended_sampling("Qwen/Qwen3-0.6B", thinking=False)
+    assert (thinking["temperature"], thinking["top_p"], thinking["top_k"]) == (0.6, 0.95, 20)
+    assert (plain["temperature"], plain["top_p"], plain["top_k"]) == (0.7, 0.8, 20)
+    assert thinking["do_sample"] is True  # Qwen: no greedy decoding in thinking mode
+
+
+def test_recommended_sampling_returns_a_copy():
+    a = catalog.recommended_sampling("Qwen/Qwen2.5-0.5B-Instruct")
+    a["temperature"] = 99
+    assert catalog.recommended_sampling("Qwen/Qwen2.5-0.5B-Instruct")["temperature"] == 0.7
+
+
+def test_only_qwen3_has_thinking():
+    assert [m.name for m in catalog.CATALOG.values() if m.thinking] == ["Qwen/Qwen3-0.6B"]
