@@ -31,13 +31,13 @@ model: install
 	$(PY) -m qwenlab.course --prepare
 
 test: model
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+	QWENLAB_STRICT_CHECKS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 test-fast: install
 	$(PY) -m pytest tests -m "not real_model"
 
 course: model
-	$(PY) tools/run_course.py notebooks build/course
+	QWENLAB_STRICT_CHECKS=1 $(PY) tools/run_course.py notebooks build/course
 
 lab: model
 	$(VENV)/bin/jupyter lab notebooks/

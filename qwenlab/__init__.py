@@ -19,6 +19,7 @@ _EXPORTS = {
     "summarize": "models",
     "course_model": "course",
     "setup_notebook": "course",
+    "check": "course",
     "CATALOG": "catalog",
     "get_model_info": ("catalog", "get"),
     "recommended_sampling": "catalog",

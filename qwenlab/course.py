@@ -9,10 +9,11 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from . import catalog
 
-__all__ = ["course_model", "setup_notebook", "CourseSetup", "in_notebook"]
+__all__ = ["course_model", "setup_notebook", "CourseSetup", "in_notebook", "check", "ExerciseError"]
 
 
 def in_notebook() -> bool:
@@ -118,6 +119,43 @@ def setup_notebook(seed: int = 0, announce: bool = True) -> CourseSetup:
     if announce:
         print(setup)
     return setup
+
+
+class ExerciseError(AssertionError):
+    """An exercise check failed while ``QWENLAB_STRICT_CHECKS=1`` (set by ``make test``)."""
+
+
+def check(label: str, answer: Any, test: Callable[[Any], bool] | bool, hint: str = "") -> bool | None:
+    """Check a student's answer to an exercise and show ✅ / ❌ (with a hint) / ⏳ (not answered yet).
+
+    Args:
+        label: e.g. ``"练习 1"``.
+        answer: the student's answer; ``None`` or ``...`` means "not answered yet" (never an error).
+        test: a function ``answer -> bool``, or an already computed bool.
+        hint: shown when the answer is wrong.
+
+    Never raises in class, so a notebook always runs top to bottom. Under ``make test``
+    (``QWENLAB_STRICT_CHECKS=1``) a wrong answer raises :class:`ExerciseError`, so the reference
+    solutions at the end of each notebook are proven to pass.
+    """
+    if answer is None or answer is Ellipsis:
+        _show(f"⏳ {label}: 尚未作答 (not answered yet)")
+        return None
+    try:
+        passed = bool(test(answer) if callable(test) else test)
+    except Exception as err:  # a student's half-written answer must not crash the check
+        passed, hint = False, f"{hint} (check raised {type(err).__name__}: {err})".strip()
+    if passed:
+        _show(f"✅ {label}: 正确 (correct)")
+    else:
+        _show(f"❌ {label}: 还不对 (not yet). {hint}".rstrip())
+        if os.environ.get("QWENLAB_STRICT_CHECKS") == "1":
+            raise ExerciseError(f"{label}: {hint}")
+    return passed
+
+
+def _show(line: str) -> None:
+    print(line)
 
 
 def _prepare() -> int:
