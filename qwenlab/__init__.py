@@ -54,6 +54,8 @@ _EXPORTS = {
     "model_footprint": "quant",
     "start_server": ("serve", "start"),
 }
+    "run_bench": "bench",
+    "plot_roofline": "bench",
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
