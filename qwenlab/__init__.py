@@ -52,10 +52,10 @@ _EXPORTS = {
     "quantize": "quant",
     "compare": "quant",
     "model_footprint": "quant",
-    "start_server": ("serve", "start"),
-}
     "run_bench": "bench",
     "plot_roofline": "bench",
+    "start_server": ("serve", "start"),
+}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
