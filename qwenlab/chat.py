@@ -1,0 +1,613 @@
+"""Multi-turn chat: history as a list of messages, a context budget, thinking kept out of the history.
+
+A chat model has no memory: every reply is generated from the whole conversation rendered again with
+the chat template. :class:`Conversation` keeps that list of messages, drops the oldest turns when the
+prompt would not fit the context budget (never the system prompt), stores assistant turns without
+their thinking (Qwen's multi-turn rule) and applies Qwen's recommended sampling for the mode of each
+reply unless you override it. ``qwenlab chat`` is the same thing in a terminal.
+
+Taught in ``05_chat.ipynb`` (and ``06_thinking.ipynb`` for the thinking mode).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .generation import DEFAULT_MAX_NEW_TOKENS, GenerationResult, build_inputs, effective_params, generate
+from .generation import stream as stream_text
+from .thinking import (
+    ModeSettings,
+    StreamEvent,
+    ThinkingSplit,
+    ThinkingStream,
+    history_content,
+    mode_settings,
+    split_thinking,
+    thinking_mode,
+)
+
+__all__ = ["ContextTooLongError", "ChatReply", "ContextWindow", "Conversation", "ChatStream", "cli"]
+
+FORMAT = "qwenlab-conversation"
+
+
+class ContextTooLongError(ValueError):
+    """Even the system prompt and the last message alone do not fit the context budget."""
+
+
+@dataclass
+class ContextWindow:
+    """The part of the conversation the next prompt holds.
+
+    Attributes:
+        messages: what is sent: the system prompt (if any) and the newest turns that fit.
+        dropped: the oldest messages left out to fit the budget (still kept in the history).
+        prompt_tokens: tokens of the rendered prompt.
+        budget: tokens the prompt may use: ``max_context_tokens`` minus ``max_new_tokens`` kept free
+            for the reply (None: no budget).
+    """
+
+    messages: list[dict]
+    dropped: list[dict]
+    prompt_tokens: int
+    budget: int | None
+
+
+@dataclass
+class ChatReply:
+    """One assistant reply.
+
+    Attributes:
+        content: the answer — what goes into the history.
+        thinking: the thought ("" when the model did not think); never stored in the history.
+        state: ``complete`` / ``none`` / ``empty`` / ``unfinished`` (see :func:`qwenlab.split_thinking`).
+        finish_reason: ``stop``, ``length`` (cut by max_new_tokens) or ``stopped`` (you stopped it).
+        thinking_mode: whether this reply was generated in thinking mode.
+        params: the sampling parameters generation really used.
+        dropped: messages left out of this prompt to fit the context budget.
+        warnings: advice about the settings (e.g. greedy decoding in thinking mode).
+    """
+
+    content: str
+    thinking: str
+    state: str
+    finish_reason: str
+    thinking_mode: bool
+    params: dict
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    dropped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    split: ThinkingSplit | None = field(default=None, repr=False)
+    result: GenerationResult | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The whole reply as generated (thought and tags included)."""
+        return self.result.text if self.result else self.content
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def hint(self) -> str | None:
+        """What to change when the reply was cut (an unfinished thought, or max_new_tokens reached)."""
+        if self.split is not None and self.split.hint:
+            return self.split.hint
+        return self.result.hint if self.result else None
+
+    def __str__(self) -> str:
+        return self.content if not self.hint else f"{self.content}\n[{self.hint}]"
+
+
+def _json_safe(params: dict) -> dict:
+    out = {}
+    for key, value in params.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
+class Conversation:
+    """A chat with a model: the history, the context budget, the mode, and the replies.
+
+    Args:
+        model, tokenizer: from :func:`qwenlab.load_model`.
+        system: the system prompt; always first in the prompt, never dropped.
+        max_context_tokens: tokens the prompt plus the reply may use. When the history grows past it,
+            the oldest turns are left out of the prompt (and listed in :attr:`dropped`). Default: the
+            model's context length.
+        thinking: Qwen3's hard switch ``enable_thinking``: True / False, or None for the template's
+            default (on). Soft switches ``/think`` and ``/no_think`` in your messages work when it is
+            not False.
+        **params: generation parameters for every reply (``max_new_tokens=…``, ``temperature=…``);
+            they override Qwen's recommended values for the mode.
+
+    Example:
+        >>> chat = qwenlab.Conversation(model, tokenizer, system="你是一个乐于助人的助手。")   # doctest: +SKIP
+        >>> print(chat.reply("你好！", max_new_tokens=64))                                  # doctest: +SKIP
+        >>> for piece in chat.reply("再说一遍", stream=True):                                # doctest: +SKIP
+        ...     print(piece, end="", flush=True)
+
+    Taught in ``05_chat.ipynb``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, system: str | None = None,
+                 max_context_tokens: int | None = None, thinking: bool | None = None, **params: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.system = system
+        self.max_context_tokens = max_context_tokens
+        self.thinking = thinking
+        self.params = dict(params)
+        self.history: list[dict] = []
+        self.dropped: list[dict] = []
+
+    # ---- the history -----------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[dict]:
+        """The whole conversation as chat messages: the system prompt, then every turn."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + [dict(m) for m in self.history]
+
+    def add_user(self, content: str) -> None:
+        """Add a user message (it may end with a soft switch, ``/think`` or ``/no_think``)."""
+        if self.history and self.history[-1]["role"] == "user":
+            raise ValueError("The last message is already a user message with no reply yet: call reply() "
+                             "first, or add_assistant() to answer it yourself.")
+        self.history.append({"role": "user", "content": str(content)})
+
+    def add_assistant(self, content: str) -> None:
+        """Add an assistant message; any ``<think>…</think>`` part is removed (Qwen's multi-turn rule)."""
+        self.history.append({"role": "assistant", "content": history_content(str(content))})
+
+    def reset(self) -> None:
+        """Forget every turn (the system prompt, mode and parameters stay)."""
+        self.history.clear()
+        self.dropped = []
+
+    # ---- the prompt ------------------------------------------------------------------------------
+
+    def _context_limit(self) -> int | None:
+        if self.max_context_tokens:
+            return int(self.max_context_tokens)
+        return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        """Tokens of ``messages`` rendered with the chat template (generation prompt included)."""
+        return int(build_inputs(self.tokenizer, messages, self.thinking)["input_ids"].shape[1])
+
+    def window(self, max_new_tokens: int | None = None) -> ContextWindow:
+        """The messages the next prompt holds: the newest whole turns that fit the budget.
+
+        The budget is ``max_context_tokens - max_new_tokens``: room is kept for the reply. Turns are
+        dropped from the oldest, a user message and its answer together; the system prompt and the
+        last user message are never dropped.
+
+        Raises:
+            ContextTooLongError: the system prompt and the last message alone do not fit.
+        """
+        head = self.messages[:1] if self.system else []
+        if not self.history:
+            return ContextWindow(head, [], self.count_tokens(head) if head else 0, None)
+        reserve = max_new_tokens if max_new_tokens is not None else self._max_new_tokens({})
+        limit = self._context_limit()
+        budget = None if limit is None else limit - reserve
+        starts = [i for i, m in enumerate(self.history) if m["role"] == "user"] or [0]
+        if self.history[0]["role"] != "user":
+            starts.insert(0, 0)
+
+        def size(start: int) -> int:
+            return self.count_tokens(head + self.history[start:])
+
+        lo, hi = 0, len(starts) - 1  # binary search: fewer turns never need more tokens
+        if budget is not None and size(starts[lo]) > budget:
+            if size(starts[hi]) > budget:
+                raise ContextTooLongError(
+                    f"The system prompt and the last message need {size(starts[hi])} tokens, but the budget "
+                    f"leaves {budget} (max_context_tokens={limit} minus max_new_tokens={reserve} for the "
+                    "reply): shorten the message or the system prompt, or raise max_context_tokens."
+                )
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if size(starts[mid]) <= budget else (mid, hi)
+            lo = hi
+        start = starts[lo]
+        kept = head + [dict(m) for m in self.history[start:]]
+        return ContextWindow(kept, [dict(m) for m in self.history[:start]], self.count_tokens(kept), budget)
+
+    def render(self, max_new_tokens: int | None = None) -> str:
+        """The prompt text of the next reply, as the chat template writes it (after any dropping)."""
+        extra = {} if self.thinking is None else {"enable_thinking": self.thinking}
+        return self.tokenizer.apply_chat_template(self.window(max_new_tokens).messages, tokenize=False,
+                                                  add_generation_prompt=True, **extra)
+
+    # ---- modes and parameters --------------------------------------------------------------------
+
+    def next_thinking_mode(self) -> bool:
+        """Will the next reply think? (hard switch, then the latest soft switch; see ``thinking_mode``)."""
+        return thinking_mode(self.messages, self.thinking, self.tokenizer)
+
+    def settings(self, **params: Any) -> ModeSettings:
+        """Parameters for the next reply: Qwen's recommendation for its mode < ``self.params`` < ``params``."""
+        return mode_settings(self.model, self.next_thinking_mode(), **{**self.params, **params})
+
+    def _max_new_tokens(self, params: dict) -> int:
+        merged = {**self.params, **params}
+        if merged.get("max_new_tokens"):
+            return int(merged["max_new_tokens"])
+        return int(effective_params(self.model).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+
+    # ---- replies ---------------------------------------------------------------------------------
+
+    def _prepare(self, message: str | None, params: dict) -> tuple[ContextWindow, ModeSettings]:
+        if message is not None:
+            self.add_user(message)
+        if not self.history or self.history[-1]["role"] != "user":
+            raise ValueError("Nothing to reply to: the last message is not a user message. "
+                             "Pass one: conversation.reply('你好')")
+        settings = self.settings(**params)
+        try:
+            window = self.window(self._max_new_tokens(settings.params))
+        except ContextTooLongError:
+            if message is not None:
+                self.history.pop()
+            raise
+        self.dropped = window.dropped
+        return window, settings
+
+    def _make_reply(self, result: GenerationResult, window: ContextWindow, settings: ModeSettings,
+                    split: ThinkingSplit | None = None) -> ChatReply:
+        split = split or split_thinking(result.token_ids, self.tokenizer)
+        return ChatReply(
+            content=history_content(split), thinking=split.thinking, state=split.state,
+            finish_reason=result.finish_reason, thinking_mode=settings.thinking, params=result.params,
+            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            seconds=result.seconds, dropped=window.dropped, warnings=list(settings.warnings),
+            split=split, result=result,
+        )
+
+    def _commit(self, reply: ChatReply) -> None:
+        self.history.append({"role": "assistant", "content": reply.content})
+
+    def reply(self, message: str | None = None, *, stream: bool = False, seed: int | None = None,
+              **params: Any) -> ChatReply | ChatStream:
+        """Generate the assistant's next reply and add it (without its thinking) to the history.
+
+        Args:
+            message: a new user message; None replies to the last user message already added.
+            stream: return a :class:`ChatStream` to iterate over text pieces as they are generated.
+            seed: seed sampling, to reproduce a reply.
+            **params: generation parameters for this reply only (they win over everything else).
+
+        Returns:
+            a :class:`ChatReply` (``print`` it for the answer), or a :class:`ChatStream`.
+        """
+        window, settings = self._prepare(message, params)
+        if stream:
+            text_stream = stream_text(self.model, self.tokenizer, window.messages,
+                                      enable_thinking=self.thinking, seed=seed, **settings.params)
+            return ChatStream(self, text_stream, window, settings)
+        try:
+            result = generate(self.model, self.tokenizer, window.messages, enable_thinking=self.thinking,
+                              seed=seed, **settings.params)
+        except BaseException:
+            if message is not None:  # interrupted or failed: the conversation stays as it was
+                self.history.pop()
+            raise
+        reply = self._make_reply(result, window, settings)
+        self._commit(reply)
+        return reply
+
+    # ---- saving ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        meta = getattr(self.model, "_qwenlab_meta", {})
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "model": meta.get("name"),
+            "system": self.system,
+            "thinking": self.thinking,
+            "max_context_tokens": self.max_context_tokens,
+            "params": _json_safe(self.params),
+            "messages": [dict(m) for m in self.history],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the conversation (system prompt, settings, every turn) to a JSON file."""
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model: Any, tokenizer: Any) -> Conversation:
+        """Read a conversation saved with :meth:`save` and continue it with ``model``."""
+        path = Path(path).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"Cannot read a conversation from {path} ({err}); give the path of a file "
+                             "written by Conversation.save or /save.") from err
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a saved qwenlab conversation (no \"format\": \"{FORMAT}\").")
+        conv = cls(model, tokenizer, system=data.get("system"), max_context_tokens=data.get("max_context_tokens"),
+                   thinking=data.get("thinking"), **(data.get("params") or {}))
+        conv.history = [{"role": m["role"], "content": m["content"]} for m in data.get("messages", [])]
+        return conv
+
+    # ---- display ---------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (f"Conversation({len(self.history)} messages, system={self.system!r}, thinking={self.thinking}, "
+                f"max_context_tokens={self.max_context_tokens})")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(m['role'])}</th>"
+            f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(m['content'])}</td></tr>"
+            for m in self.messages)
+        note = f"<div style='color:#888'>{len(self.dropped)} 条旧消息未放入提示 (dropped to fit the budget)</div>" \
+            if self.dropped else ""
+        return f"<table>{rows}</table>{note}"
+
+
+class ChatStream:
+    """A reply being generated. Iterate for text pieces, or :meth:`events` for thought/answer channels.
+
+    When the iteration ends (or :meth:`finish` is called) the reply is added to the history and
+    :attr:`reply` holds the :class:`ChatReply`. :meth:`stop` ends the reply early; what was generated
+    is kept. Leaving the loop (``break``) or interrupting it (Ctrl-C, Jupyter's stop button) stops the
+    reply the same way and keeps the conversation.
+    """
+
+    def __init__(self, conversation: Conversation, text_stream: Any, window: ContextWindow,
+                 settings: ModeSettings):
+        self.conversation = conversation
+        self.window = window
+        self.settings = settings
+        self.reply: ChatReply | None = None
+        self._text_stream = text_stream
+        self._thinking = ThinkingStream()
+        self._pending: list[StreamEvent] = []
+        self._done = False
+
+    @property
+    def thinking_mode(self) -> bool:
+        return self.settings.thinking
+
+    def stop(self) -> None:
+        """End the reply after the current token (the part generated so far is kept)."""
+        self._text_stream.stop()
+
+    def _pieces(self) -> Iterator[str]:
+        if not self._done:
+            try:
+                for piece in self._text_stream:
+                    self._pending.extend(self._thinking.feed_text(piece))
+                    yield piece
+            except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, or the loop was left with break
+                self.stop()
+                self._wait_for_result()
+                self._complete()
+                raise
+            self._done = True
+        self._complete()
+
+    def __iter__(self) -> Iterator[str]:
+        """Text pieces as the model writes them (thought and tags included, UTF-8 safe)."""
+        return self._pieces()
+
+    def events(self) -> Iterator[StreamEvent]:
+        """:class:`~qwenlab.thinking.StreamEvent` s: ``thinking`` / ``answer`` text, or ``retract``."""
+        for _ in self._pieces():
+            yield from self._take_events()
+        yield from self._take_events()
+
+    def _take_events(self) -> list[StreamEvent]:
+        events, self._pending = self._pending, []
+        return events
+
+    def finish(self) -> ChatReply:
+        """Wait for the end of the reply (consuming what is left) and return it."""
+        for _ in self._pieces():
+            pass
+        assert self.reply is not None
+        return self.reply
+
+    def _wait_for_result(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._text_stream.result is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _complete(self) -> None:
+        if self.reply is not None:
+            return
+        result = self._text_stream.result
+        if result is None:
+            raise RuntimeError("The reply ended without a result (generation failed); see the error above.")
+        self._done = True
+        self._pending.extend(self._thinking.close())
+        split = split_thinking(result.token_ids, self.conversation.tokenizer)
+        self.reply = self.conversation._make_reply(result, self.window, self.settings, split)
+        self.conversation._commit(self.reply)
+
+
+# ---- qwenlab chat -----------------------------------------------------------------------------------
+
+PROMPT = "你> "
+HELP = """命令 (commands):
+  /reset            清空对话 (forget every turn; the system prompt stays)
+  /think            打开思考模式 (enable_thinking=True; Qwen3 only)
+  /no_think         关闭思考模式 (enable_thinking=False)
+  /system [TEXT]    显示或设置系统提示 (show or set the system prompt)
+  /params [k=v ...] 显示或设置生成参数 (show or set generation parameters, e.g. temperature=0.7)
+  /save [FILE]      保存对话为 JSON (save the conversation)
+  /history          显示对话历史 (show the history)
+  /exit             退出 (quit; Ctrl-D works too)
+A message ending in /think or /no_think is a soft switch for that turn. Ctrl-C stops the current reply."""
+
+
+class _Style:
+    def __init__(self, enabled: bool):
+        self.dim = "\x1b[2m" if enabled else ""
+        self.reset = "\x1b[0m" if enabled else ""
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def _command(conv: Conversation, line: str, out: Any) -> bool | None:
+    """Run a /command. Returns False to quit, True when handled, None when ``line`` is a message."""
+    name, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if name in ("/exit", "/quit"):
+        return False
+    if name == "/help":
+        print(HELP, file=out)
+    elif name == "/reset":
+        conv.reset()
+        print("[已清空对话 (conversation reset)]", file=out)
+    elif name in ("/think", "/no_think") and not arg:
+        conv.thinking = name == "/think"
+        print(f"[思考模式 (thinking mode): {'开 on' if conv.thinking else '关 off'}]", file=out)
+    elif name == "/system":
+        if arg:
+            conv.system = arg
+        print(f"[系统提示 (system prompt): {conv.system!r}]", file=out)
+    elif name == "/params":
+        for pair in arg.split():
+            key, sep, value = pair.partition("=")
+            if not sep:
+                print(f"[/params expects key=value pairs, e.g. /params temperature=0.7 (got {pair!r})]", file=out)
+                return True
+            conv.params[key] = _parse_value(value)
+        settings = conv.settings()
+        print(f"[参数 (params, {settings.source}): {effective_params(conv.model, **settings.params)}]", file=out)
+    elif name == "/save":
+        path = conv.save(arg or f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        print(f"[已保存 (saved): {path}]", file=out)
+    elif name == "/history":
+        for m in conv.messages:
+            print(f"  {m['role']}: {m['content']}", file=out)
+        print(f"[{len(conv.history)} messages]", file=out)
+    else:
+        return None
+    return True
+
+
+def _print_reply(chat_stream: ChatStream, out: Any, style: _Style) -> ChatReply:
+    """Stream one reply to the terminal; Ctrl-C stops it (the conversation is kept)."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: chat_stream.stop())
+    try:
+        in_thought = False
+        for event in chat_stream.events():
+            if event.channel == "thinking":
+                if not in_thought:
+                    out.write(f"{style.dim}[思考 (thinking)] ")
+                    in_thought = True
+                out.write(event.text)
+            elif event.channel == "answer":
+                if in_thought:
+                    out.write(f"{style.reset}\n")
+                    in_thought = False
+                out.write(event.text)
+            else:  # retract: the text above was still thought
+                out.write(f"\n{style.dim}[上面仍是思考 (the text above was thinking)]{style.reset}\n")
+            out.flush()
+        reply = chat_stream.finish()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if in_thought:
+        out.write(style.reset)
+    stats = f"{reply.completion_tokens} tokens, {reply.tokens_per_second:.1f} tok/s"
+    if reply.finish_reason == "stopped":
+        out.write(f"\n{style.dim}[已停止 (stopped); {stats}]{style.reset}\n")
+    else:
+        out.write(f"\n{style.dim}[{stats}]{style.reset}\n")
+    if reply.hint:
+        out.write(f"{style.dim}[{reply.hint}]{style.reset}\n")
+    if reply.dropped:
+        out.write(f"{style.dim}[{len(reply.dropped)} 条旧消息未放入提示 (oldest messages left out to fit "
+                  f"the context budget)]{style.reset}\n")
+    out.flush()
+    return reply
+
+
+def cli(argv: list[str], prog: str = "qwenlab chat", command: str = "chat") -> int:
+    """``qwenlab chat [MODEL]``: chat in the terminal, streaming, with /reset /think /no_think /system /params /save."""
+    from .cli import make_parser
+
+    parser = make_parser(prog, "Chat with a model in the terminal (streaming). Type /help for commands.")
+    parser.add_argument("model", nargs="?", help="catalog name or local folder (default: the course model)")
+    parser.add_argument("--system", help="system prompt")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--think", dest="thinking", action="store_true", default=None, help="thinking mode on")
+    mode.add_argument("--no-think", dest="thinking", action="store_false", help="thinking mode off")
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="longest reply in tokens (default 512)")
+    parser.add_argument("--max-context", type=int, help="context budget in tokens (default: the model's)")
+    parser.add_argument("--seed", type=int, help="seed sampling (reproducible replies)")
+    parser.add_argument("--load", metavar="FILE", help="continue a conversation saved with /save")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args(argv)
+
+    from .course import course_model
+    from .models import load_model
+
+    name = args.model or course_model()
+    print(f"loading {name} ...", file=sys.stderr)
+    model, tokenizer = load_model(name, device=args.device, dtype=args.dtype)
+    if args.load:
+        conv = Conversation.load(args.load, model, tokenizer)
+    else:
+        conv = Conversation(model, tokenizer, system=args.system, max_context_tokens=args.max_context,
+                            thinking=args.thinking, max_new_tokens=args.max_new_tokens)
+    out = sys.stdout
+    style = _Style(out.isatty())
+    mode = "on" if conv.next_thinking_mode() else "off"
+    print(f"qwenlab chat — {getattr(model, '_qwenlab_meta', {}).get('name', name)} (thinking {mode}). "
+          "/help 查看命令 (commands), /exit 退出 (quit).", file=out)
+    turn = 0
+    while True:
+        try:
+            line = input(PROMPT).strip()
+        except EOFError:
+            print(file=out)
+            return 0
+        except KeyboardInterrupt:
+            print("\n[输入 /exit 退出 (type /exit to quit)]", file=out)
+            continue
+        if not line:
+            continue
+        if line.startswith("/"):
+            handled = _command(conv, line, out)
+            if handled is False:
+                return 0
+            if handled:
+                continue
+        try:
+            chat_stream = conv.reply(line, stream=True, seed=None if args.seed is None else args.seed + turn)
+        except ValueError as err:  # e.g. the message does not fit the context budget
+            print(f"[{err}]", file=out)
+            continue
+        turn += 1
+        _print_reply(chat_stream, out, style)
