@@ -82,6 +82,19 @@ def _normalize(tokenizer: Any, text: str) -> str:
     return normalizer.normalize_str(text) if normalizer is not None else text
 
 
+def _tokenizer_name(tokenizer: Any) -> str:
+    """A short name for titles: the model folder's name, or "Qwen3" for qwenlab.qwen3_tokenizer()."""
+    from .offline import qwen3_tokenizer_dir
+
+    path = str(getattr(tokenizer, "name_or_path", "") or "").rstrip("/")
+    try:
+        if path and os.path.samefile(path, qwen3_tokenizer_dir()):
+            return "Qwen3 tokenizer"
+    except OSError:
+        pass
+    return os.path.basename(path)
+
+
 def _added(tokenizer: Any) -> dict[int, Any]:
     return dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
 
@@ -205,6 +218,9 @@ class TokenView:
         if split:
             line += f" · {split} piece(s) where one character spans several tokens"
         return line
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
     def __str__(self) -> str:
         chips = []
@@ -339,7 +355,7 @@ def show_tokens(text_or_ids: str | Sequence[int], tokenizer: Any) -> TokenView:
 
     Taught in ``03_tokenizer.ipynb``.
     """
-    name = os.path.basename(str(getattr(tokenizer, "name_or_path", "")).rstrip("/"))
+    name = _tokenizer_name(tokenizer)
     if not isinstance(text_or_ids, str):
         return _view_of_ids([int(i) for i in text_or_ids], tokenizer, name)
     text = text_or_ids
@@ -438,6 +454,9 @@ class TokenStats:
             for r in self.rows
         ]
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
     def __str__(self) -> str:
         table = self._table()
         widths = [max(_width(row[i]) for row in table) for i in range(len(table[0]))]
@@ -450,25 +469,31 @@ class TokenStats:
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
         return f"<table class='qwenlab-token-stats'><tr>{cells}</tr>{rows}</table>"
 
-    def plot(self, ax: Any = None) -> Any:
-        """Bar chart of tokens per 100 characters (lower = cheaper). Returns the matplotlib Figure."""
+    def plot(self) -> Any:
+        """Two bar charts: tokens per 100 characters (density) and tokens per sample (the bill).
+
+        Returns the matplotlib Figure (shown by Jupyter; ``fig.savefig(...)`` elsewhere).
+        """
         from matplotlib.figure import Figure
 
-        if ax is None:
-            fig = Figure(figsize=(7, 3))
-            ax = fig.subplots()
+        fig = Figure(figsize=(9, 0.5 * len(self.rows) + 1.2))
+        left, right = fig.subplots(1, 2, sharey=True)
         names = [r.name for r in self.rows]
-        values = [r.tokens_per_100_chars for r in self.rows]
-        bars = ax.barh(names, values, color=_PALETTE[: len(names)] if len(names) <= len(_PALETTE) else None,
-                       edgecolor="#333")
-        ax.bar_label(bars, fmt="%.1f", padding=3)
-        ax.invert_yaxis()
-        ax.set_xlabel("tokens per 100 characters")
-        ax.set_title(f"Token cost{f' ({self.tokenizer_name})' if self.tokenizer_name else ''}")
-        ax.set_xlim(0, max(values, default=1) * 1.2)
-        _use_cjk_font(ax)
-        ax.figure.tight_layout()
-        return ax.figure
+        colours = [_PALETTE[i % len(_PALETTE)] for i in range(len(names))]
+        for ax, values, label, fmt in (
+            (left, [r.tokens_per_100_chars for r in self.rows], "tokens per 100 characters", "%.1f"),
+            (right, [r.tokens for r in self.rows], "tokens in the sample", "%d"),
+        ):
+            bars = ax.barh(names, values, color=colours, edgecolor="#333")
+            ax.bar_label(bars, fmt=fmt, padding=3)
+            ax.set_xlabel(label)
+            ax.set_xlim(0, max(values, default=1) * 1.25)
+        left.invert_yaxis()
+        if not _use_cjk_font(left):  # no Chinese font installed: keep the English part of "中文 (Chinese)"
+            left.set_yticks(range(len(names)), [_latin_label(n) for n in names])
+        fig.suptitle(f"Token cost{f' ({self.tokenizer_name})' if self.tokenizer_name else ''}")
+        fig.tight_layout()
+        return fig
 
 
 def _width(text: str) -> int:
@@ -476,18 +501,27 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def _use_cjk_font(ax: Any) -> None:
-    """Use a font with Chinese glyphs when one is installed (else matplotlib would draw boxes)."""
+def _use_cjk_font(ax: Any) -> bool:
+    """Use a font with Chinese glyphs for the tick labels when one is installed; False when none is."""
     from matplotlib import font_manager
 
     wanted = ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "SimHei",
-              "PingFang SC", "Heiti SC", "Source Han Sans SC")
+              "PingFang SC", "Heiti SC", "Source Han Sans SC", "Arial Unicode MS")
     installed = {f.name for f in font_manager.fontManager.ttflist}
     for name in wanted:
         if name in installed:
             for label in ax.get_yticklabels():
                 label.set_fontfamily(name)
-            return
+            return True
+    return not any(ord(ch) > 0x2E80 for label in ax.get_yticklabels() for ch in label.get_text())
+
+
+def _latin_label(name: str) -> str:
+    """"中文 (Chinese)" -> "Chinese": a label the default font can draw."""
+    inside = re.search(r"\(([^)]*)\)", name)
+    if any(ord(ch) > 0x2E80 for ch in name) and inside:
+        return inside.group(1)
+    return name
 
 
 def token_stats(texts: dict[str, str] | Sequence[str] | None, tokenizer: Any) -> TokenStats:
@@ -512,7 +546,7 @@ def token_stats(texts: dict[str, str] | Sequence[str] | None, tokenizer: Any) ->
             raise TypeError(f"sample {name!r} is a {type(text).__name__}; token_stats needs strings.")
         ids = tokenizer.encode(text, add_special_tokens=False)
         rows.append(StatsRow(name, text, len(text), len(ids), len(text.encode("utf-8"))))
-    name = os.path.basename(str(getattr(tokenizer, "name_or_path", "")).rstrip("/"))
+    name = _tokenizer_name(tokenizer)
     return TokenStats(rows, name)
 
 
@@ -548,6 +582,9 @@ class ChatRendering:
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
     def __str__(self) -> str:
         return self.text
@@ -717,6 +754,9 @@ class RenderingDiff:
         return (f"{self.labels[0]}: {self.left.n_tokens} tokens | {self.labels[1]}: {self.right.n_tokens} tokens "
                 f"({self.token_change:+d})")
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
     def __str__(self) -> str:
         out = []
         for op in self.ops:
@@ -869,6 +909,9 @@ class SpecialTokenTable:
             parts += f" + {self.placeholders:,} placeholders"
         return f"{parts} = {self.total:,} = len(tokenizer)"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
     def __str__(self) -> str:
         table = self._table()
         widths = [max(_width(row[i]) for row in table) for i in range(len(table[0]) - 1)]
@@ -933,7 +976,7 @@ def special_tokens(tokenizer: Any) -> SpecialTokenTable:
             purpose = "占位，从不出现：把词表补齐到嵌入矩阵的行数 (unused placeholder up to the embedding size)"
         rows.append(SpecialToken(token_id, content, special, skipped, purpose, tuple(named.get(content, ())),
                                  1, token_id, content))
-    name = os.path.basename(str(getattr(tokenizer, "name_or_path", "")).rstrip("/"))
+    name = _tokenizer_name(tokenizer)
     regular = len(tokenizer) - len(added) - len(placeholders)
     return SpecialTokenTable(rows, regular, len(added), len(placeholders), name)
 
@@ -968,6 +1011,9 @@ class DecodeSteps:
         return [("id", "decode([id]) alone", "stream prints")] + [
             (str(s.id), repr(s.alone), repr(s.streamed) if s.streamed else "(waits)") for s in self.steps
         ]
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
     def __str__(self) -> str:
         table = self._table()

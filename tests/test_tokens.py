@@ -185,9 +185,23 @@ def test_token_stats_table_and_bar_chart(qwen3_tok):
     doc = _parse(stats._repr_html_())
     assert len(doc.by_class("qwenlab-token-stats")) == 1 and doc.tags.count("tr") == 3
     fig = stats.plot()
-    bars = fig.axes[0].patches
-    assert [b.get_width() for b in bars] == pytest.approx([r.tokens_per_100_chars for r in stats.rows])
+    density, bill = fig.axes
+    assert [b.get_width() for b in density.patches] == pytest.approx([r.tokens_per_100_chars for r in stats.rows])
+    assert [b.get_width() for b in bill.patches] == [r.tokens for r in stats.rows]
     assert "text 1" in str(stats)
+
+
+def test_bar_chart_draws_without_missing_glyphs(qwen3_tok):
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = token_stats(None, qwen3_tok).plot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
+        FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "English" in labels and len(labels) == len(tokens.SAMPLES)
 
 
 # ---- render_chat ---------------------------------------------------------------------------------
