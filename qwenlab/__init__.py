@@ -48,6 +48,8 @@ _EXPORTS = {
     "download": "hub",
     "list_models": "hub",
     "delete_model": "hub",
+    "fetch": "hub",
+    "start_mirror": ("mirror", "start"),
     # quantization, performance, serving
     "quantize": "quant",
     "compare": "quant",

@@ -12,9 +12,25 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_flags", "cpu_name", "bf16_native", "package_version", "Check", "Report", "report"]
+__all__ = [
+    "cpu_flags",
+    "cpu_name",
+    "bf16_native",
+    "package_version",
+    "version_tuple",
+    "Check",
+    "Recommendation",
+    "Report",
+    "recommend",
+    "report",
+    "cli",
+]
 
 
 def cpu_flags() -> set[str]:
@@ -81,6 +97,14 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """``"4.51.3"`` -> ``(4, 51, 3)``; ``"5.0.0rc1"`` -> ``(5, 0, 0)``; ``()`` for None (compares as oldest)."""
+    import re
+
+    m = re.match(r"\d+(\.\d+)*", version or "")
+    return tuple(int(p) for p in m.group(0).split(".")) if m else ()
+
+
 @dataclass
 class Check:
     """One line of the report: a name, a value, PASS / WARN / FAIL, and what to do."""
@@ -92,13 +116,30 @@ class Check:
 
 
 @dataclass
+class Recommendation:
+    """Which catalog model and dtype fit this machine, and why (one sentence)."""
+
+    model: str
+    dtype: str
+    why: str
+
+
+@dataclass
 class Report:
     """The environment report; ``str()`` for a terminal, ``_repr_html_`` for Jupyter, ``to_json()``."""
 
     checks: list[Check] = field(default_factory=list)
+    recommendation: Recommendation | None = None
+    seconds: float = 0.0
+    probe_seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"checks": [asdict(c) for c in self.checks]}
+        return {
+            "checks": [asdict(c) for c in self.checks],
+            "recommendation": asdict(self.recommendation) if self.recommendation else None,
+            "seconds": round(self.seconds, 2),
+            "probe_seconds": round(self.probe_seconds, 2),
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
@@ -106,6 +147,10 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(c.status != "FAIL" for c in self.checks)
+
+    def get(self, name: str) -> Check | None:
+        """The check called ``name`` (e.g. ``"RAM"``), or None."""
+        return next((c for c in self.checks if c.name == name), None)
 
     def __str__(self) -> str:
         width = max((len(c.name) for c in self.checks), default=10)
@@ -126,52 +171,255 @@ class Report:
             f"<td>{html.escape(c.name)}</td><td>{html.escape(c.value)}</td><td>{html.escape(c.advice)}</td></tr>"
             for c in self.checks
         )
+        rec = ""
+        if self.recommendation:
+            r = self.recommendation
+            rec = (f"<p><b>推荐 (recommended):</b> <code>{html.escape(r.model)}</code>, "
+                   f"<code>{html.escape(r.dtype)}</code> — {html.escape(r.why)}</p>")
         return (
             "<table><thead><tr><th>状态</th><th>检查 (check)</th><th>结果</th><th>建议 (advice)</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            f"<tbody>{rows}</tbody></table>{rec}"
         )
 
 
-def report() -> Report:
-    """Collect the environment report (no network access in this minimal version)."""
+# ---- the checks, one small function per topic ------------------------------------------------------
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _system_checks() -> list[Check]:
+    ok = sys.version_info >= (3, 10)
+    return [
+        Check("OS", f"{platform.system()} {platform.release()} ({platform.machine()})"),
+        Check("Python", platform.python_version(), "PASS" if ok else "FAIL",
+              "" if ok else "qwenlab needs Python >= 3.10: install a newer Python (conda or python.org)"),
+    ]
+
+
+def _torch_checks(torch: Any) -> list[Check]:
+    old = version_tuple(torch.__version__) < (2, 4)
+    checks = [Check("torch", torch.__version__, "FAIL" if old else "PASS",
+                    "torch >= 2.4 is needed: pip install torch==2.13.0 (CPU wheel)" if old else "")]
+    if torch.cuda.is_available():
+        cudnn = torch.backends.cudnn.version()
+        checks.append(Check("CUDA", f"{torch.version.cuda} (cuDNN {cudnn})"))
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            checks.append(Check(f"GPU {i}", f"{props.name}, {_gb(props.total_memory)} VRAM"))
+    else:
+        built = torch.version.cuda or "none (CPU build)"
+        checks.append(Check("CUDA", f"no CUDA GPU (torch CUDA: {built})", "PASS",
+                            "everything runs on the CPU, which is fine for the course's 0.5B models"))
+    mps = getattr(torch.backends, "mps", None)
+    if sys.platform == "darwin":
+        available = bool(mps and mps.is_available())
+        checks.append(Check("MPS", "available" if available else "not available", "PASS",
+                            "" if available else "Apple GPU not usable; the CPU works fine"))
+    return checks
+
+
+def _cpu_checks(psutil: Any) -> list[Check]:
+    physical = psutil.cpu_count(logical=False) or "?"
+    native, why = bf16_native("cpu")
+    return [
+        Check("CPU", f"{cpu_name()} ({physical} cores, {os.cpu_count()} threads)"),
+        Check("CPU bf16", "native" if native else "emulated", "PASS", why),
+    ]
+
+
+def _ram_check(psutil: Any) -> Check:
+    mem = psutil.virtual_memory()
+    value = f"{_gb(mem.total)} total, {_gb(mem.available)} available"
+    if mem.total < 4e9:
+        return Check("RAM", value, "FAIL", "under 4 GB: even a 0.5B model in fp32 (2-3 GB) will not fit; "
+                                           "use the smallest model in bf16 or a machine with more RAM")
+    if mem.available < 3e9:
+        return Check("RAM", value, "WARN", "less than 3 GB free: close the browser tabs / apps you do not need")
+    return Check("RAM", value)
+
+
+def _disk_check() -> Check:
+    from .paths import models_dir
+
+    free = _free_bytes()
+    value = f"{_gb(free)} free at {models_dir()}"
+    if free < 2e9:
+        return Check("free disk", value, "FAIL",
+                     "a model needs 1-2 GB: free some space (`qwenlab models`) or set QWENLAB_HOME to a bigger disk")
+    if free < 5e9:
+        return Check("free disk", value, "WARN", "room for one or two models; set QWENLAB_HOME to a bigger disk")
+    return Check("free disk", value)
+
+
+# (package, minimum version, FAIL or WARN when missing/too old, what to do)
+_PACKAGES = [
+    ("transformers", (4, 51), "FAIL", "Qwen3 needs transformers >= 4.51 (else `KeyError: 'qwen3'`): "
+                                      "pip install -U 'transformers>=5'"),
+    ("huggingface_hub", (1, 0), "WARN", "pip install -U 'huggingface_hub>=1' (old versions use removed options "
+                                        "such as resume_download)"),
+    ("modelscope", (1, 20), "WARN", "pip install -U modelscope (needed only to download from ModelScope)"),
+    ("accelerate", (1, 0), "WARN", "pip install -U accelerate"),
+    ("ipywidgets", (8, 0), "WARN", "pip install -U ipywidgets (the notebooks' interactive panels)"),
+    ("jupyterlab", (4, 0), "WARN", "pip install -U jupyterlab"),
+]
+
+
+def _package_checks(version_of: Any = None) -> list[Check]:
+    """One check per package; ``version_of(name)`` defaults to the installed version."""
+    version_of = version_of or package_version
+    checks = []
+    for name, minimum, level, advice in _PACKAGES:
+        version = version_of(name)
+        ok = version is not None and version_tuple(version) >= minimum
+        checks.append(Check(name, version or "not installed", "PASS" if ok else level, "" if ok else advice))
+    return checks
+
+
+def _env_checks() -> list[Check]:
+    env = os.environ
+    checks = []
+    endpoint = env.get("HF_ENDPOINT")
+    if endpoint and not env.get("HF_HUB_DISABLE_XET"):
+        checks.append(Check("HF_ENDPOINT", endpoint, "WARN",
+                            "also set HF_HUB_DISABLE_XET=1, or Xet downloads may bypass the mirror"))
+    else:
+        checks.append(Check("HF_ENDPOINT", endpoint or "not set (huggingface.co)", "PASS",
+                            "" if endpoint else "in mainland China: HF_ENDPOINT=https://hf-mirror.com"))
+    checks.append(Check("HF_HOME", env.get("HF_HOME") or "not set (~/.cache/huggingface)"))
+    offline = env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    checks.append(Check("HF_HUB_OFFLINE", env.get("HF_HUB_OFFLINE") or "not set",
+                        "WARN" if offline else "PASS",
+                        "downloads are disabled; unset it to download (local folders still load)" if offline else ""))
+    checks.append(Check("MODELSCOPE_CACHE", env.get("MODELSCOPE_CACHE") or "not set (~/.cache/modelscope/hub)"))
+    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("HTTP_PROXY") or env.get("http_proxy")
+    if proxy:
+        checks.append(Check("proxy", proxy, "PASS", "downloads go through this proxy (HTTPS_PROXY)"))
+    return checks
+
+
+_PROBE_ADVICE = {
+    "huggingface": "unreachable from here: use hf-mirror.com, ModelScope or a classroom mirror",
+    "hf-mirror": "unreachable: try ModelScope, a classroom mirror, or check your proxy",
+    "modelscope": "unreachable: check the network / proxy settings",
+    "HF_ENDPOINT": "the mirror in HF_ENDPOINT does not answer: check its address and that it is running",
+}
+
+
+def _probe_checks(probes: list) -> list[Check]:
+    checks = []
+    for p in probes:
+        if p.ok:
+            checks.append(Check(f"reach {p.name}", f"{p.url}: {p.detail}, {p.seconds:.2f} s"))
+        else:
+            checks.append(Check(f"reach {p.name}", f"{p.url}: {p.detail}", "WARN",
+                                _PROBE_ADVICE.get(p.name, "check the address")))
+    if probes and not any(p.ok for p in probes):
+        checks.append(Check("model hubs", "none reachable", "WARN",
+                            "the course still runs on the offline model (qwenlab offline-model); to download, "
+                            "fix the network/proxy or use a classroom mirror (HF_ENDPOINT=http://TEACHER:8090)"))
+    return checks
+
+
+def recommend(ram_available: float, disk_free: float, bf16: bool, downloadable: bool,
+              on_disk: set[str] | None = None) -> Recommendation:
+    """Pick the course model and dtype that fit: the default Qwen3-0.6B when it fits, else a smaller one,
+    else the offline model. fp32 unless bf16 is native (emulated bf16 is slower).
+
+    Args:
+        ram_available: bytes of RAM free now.
+        disk_free: bytes free where models are stored.
+        bf16: whether the CPU/GPU computes bf16 natively.
+        downloadable: whether some model source answers.
+        on_disk: catalog names already on disk.
+
+    Taught in ``01_environment.ipynb``.
+    """
+    from . import catalog
+
+    on_disk = on_disk or set()
+    dtype, per_param = ("bfloat16", 2) if bf16 else ("float32", 4)
+    for name in (catalog.DEFAULT_MODEL, "Qwen/Qwen2.5-0.5B-Instruct"):
+        info = catalog.get(name)
+        need_ram = info.params * per_param * 1.2 + 0.5e9
+        fits_disk = name in on_disk or (downloadable and disk_free > info.disk_bytes + 0.5e9)
+        if ram_available >= need_ram and fits_disk:
+            where = "on disk" if name in on_disk else "downloadable"
+            return Recommendation(name, dtype, f"{where}; needs about {_gb(need_ram)} of RAM in {dtype}, "
+                                               f"{_gb(ram_available)} available")
+    why = "no model hub answers" if not downloadable else "the catalog models do not fit in free RAM/disk"
+    return Recommendation(catalog.OFFLINE_MODEL, "float32", f"{why}: the offline model (from PyPI) works here")
+
+
+def _on_disk() -> set[str]:
+    from . import catalog
+    from .hub import find_local
+
+    return {name for name, info in catalog.CATALOG.items() if name != catalog.OFFLINE_MODEL
+            and find_local([info.hf_id], [info.modelscope_id])}
+
+
+def report(probe: bool = True, timeout: float = 3.0, sources: dict[str, str] | None = None) -> Report:
+    """Collect the environment report: system, torch/GPU, CPU, RAM, disk, packages, env vars, hubs.
+
+    The model sources are probed in parallel, and at the same time as the rest is collected, so the
+    report takes about ``timeout`` seconds at most even with no network.
+
+    Args:
+        probe: probe huggingface.co, hf-mirror.com, modelscope.cn (and ``$HF_ENDPOINT`` if set).
+        timeout: seconds to wait for each source.
+        sources: name -> URL to probe instead of the default ones (see ``qwenlab.hub.default_sources``).
+
+    Taught in ``01_environment.ipynb``.
+    """
+    start = time.perf_counter()
+    probes: list = []
+    probe_time = [0.0]
+    worker = None
+    if probe:
+        from .hub import probe as probe_hubs
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            probes.extend(probe_hubs(timeout, sources))
+            probe_time[0] = time.perf_counter() - t0
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+    import psutil
     import torch
 
-    from .paths import qwenlab_home
+    checks = _system_checks() + _torch_checks(torch) + _cpu_checks(psutil)
+    checks += [_ram_check(psutil), _disk_check()] + _package_checks() + _env_checks()
+    if worker is not None:
+        worker.join(timeout + 2)
+        checks += _probe_checks(probes)
+    native = bf16_native("cuda" if torch.cuda.is_available() else "cpu")[0]
+    rec = recommend(psutil.virtual_memory().available, _free_bytes(), native,
+                    any(p.ok for p in probes), _on_disk())
+    checks.append(Check("recommended model", f"{rec.model} ({rec.dtype})", "PASS", rec.why))
+    return Report(checks, rec, time.perf_counter() - start, probe_time[0])
 
-    checks = [
-        Check("OS", f"{platform.system()} {platform.release()} ({platform.machine()})"),
-        Check(
-            "Python",
-            platform.python_version(),
-            "PASS" if sys.version_info >= (3, 10) else "FAIL",
-            "" if sys.version_info >= (3, 10) else "qwenlab needs Python >= 3.10",
-        ),
-        Check("torch", torch.__version__),
-        Check("CUDA", torch.version.cuda or "none", "PASS" if torch.cuda.is_available() else "WARN",
-              "" if torch.cuda.is_available() else "no GPU: everything runs on the CPU (fine for 0.5B models)"),
-        Check("CPU", f"{cpu_name()} ({os.cpu_count()} threads)"),
-    ]
-    native, why = bf16_native("cpu")
-    checks.append(Check("CPU bf16", "native" if native else "emulated", "PASS", why))
-    for pkg in ("transformers", "huggingface_hub", "modelscope", "accelerate", "ipywidgets", "jupyterlab"):
-        v = package_version(pkg)
-        checks.append(Check(pkg, v or "not installed", "PASS" if v else "WARN",
-                            "" if v else f"pip install {pkg}"))
-    home = qwenlab_home()
-    home.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(home).free
-    checks.append(Check("free disk", f"{free / 1e9:.1f} GB at {home}", "PASS" if free > 5e9 else "WARN",
-                        "" if free > 5e9 else "a model needs 1-2 GB; set QWENLAB_HOME to a bigger disk"))
-    return Report(checks)
+
+def _free_bytes() -> int:
+    from .paths import models_dir
+
+    where: Path = models_dir()
+    while not where.exists():
+        where = where.parent
+    return shutil.disk_usage(where).free
 
 
 def cli(argv: list[str], prog: str = "qwenlab doctor", command: str = "doctor") -> int:
-    """``qwenlab doctor [--json]``: print the report; exit 1 when a check FAILs."""
+    """``qwenlab doctor [--json] [--offline]``: print the report; exit 1 when a check FAILs."""
     from .cli import make_parser
 
     parser = make_parser(prog, "Check this machine for running small Qwen models.")
     parser.add_argument("--json", action="store_true", help="print JSON (for a teacher to collect)")
+    parser.add_argument("--offline", action="store_true", help="do not probe the model hubs")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each hub (default 3)")
     args = parser.parse_args(argv)
-    rep = report()
+    rep = report(probe=not args.offline, timeout=args.timeout)
     print(rep.to_json() if args.json else rep)
     return 0 if rep.ok else 1
