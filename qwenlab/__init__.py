@@ -34,6 +34,8 @@ _EXPORTS = {
     "effective_params": "generation",
     "next_token_distribution": "sampling",
     "sample_loop": "sampling",
+    "plot_distribution": "sampling",
+    "SamplingLab": "widgets",
     # tokens
     "show_tokens": "tokens",
     "token_stats": "tokens",

@@ -21,6 +21,7 @@ __all__ = [
     "generate",
     "stream",
     "TextStream",
+    "transformers_fallbacks",
 ]
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
@@ -94,30 +95,62 @@ def build_inputs(
     )
 
 
+def transformers_fallbacks() -> dict:
+    """What ``model.generate`` uses for a parameter that neither you nor the model's generation_config set.
+
+    These generic fallbacks (``max_length=20``, ``top_k=50``, ``do_sample=False`` ...) come from
+    transformers' ``GenerationConfig._get_default_generation_params``. When nobody sets a length,
+    transformers 5 reads ``max_length=20`` as "20 new tokens" (and warns).
+
+    Taught in ``04_generate.ipynb``.
+    """
+    from transformers import GenerationConfig
+
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if defaults is None:  # a transformers without that method: its documented values
+        return {"max_length": 20, "do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0,
+                "repetition_penalty": 1.0}
+    return dict(defaults())
+
+
+def _check_sampling(values: dict) -> None:
+    """Raise our ValueError (naming the argument and its range) before transformers raises its own."""
+    from .sampling import sampling_steps
+
+    sampling_steps(**{k: values.get(k) for k in SAMPLING_KEYS})
+
+
 def _generation_config(model: Any, tokenizer: Any, params: dict):
     gc = copy.deepcopy(model.generation_config)
     unknown = gc.update(**params)
     if unknown:
         raise TypeError(f"Unknown generation parameter(s): {sorted(unknown)}. Known sampling ones: {SAMPLING_KEYS}.")
-    if not gc.do_sample:  # greedy ignores these; clearing them avoids transformers' warning
-        gc.temperature = gc.top_p = gc.top_k = gc.min_p = None
+    _check_sampling(effective_params(model, **params))
+    if not gc.do_sample:  # greedy ignores these; neutral values (not None, which transformers would refill
+        # from the model's generation_config) avoid its "flags are not valid" warning
+        gc.temperature, gc.top_p, gc.top_k, gc.min_p = 1.0, 1.0, 50, None
     if gc.pad_token_id is None:
         gc.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if gc.max_new_tokens is None:
+    if gc.max_new_tokens is None and "max_length" not in params:
         gc.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
     return gc
 
 
 def effective_params(model: Any, **params: Any) -> dict:
-    """The sampling parameters ``generate`` will really use: the model's generation_config + yours.
+    """The sampling parameters ``generate`` will really use: yours, else the model's generation_config,
+    else transformers' generic fallbacks (:func:`transformers_fallbacks`) — the order transformers uses.
 
-    Qwen2.5-Instruct's generation_config, for example, silently sets ``top_k=20, top_p=0.8,
-    repetition_penalty=1.05``; this shows it. With ``do_sample=False`` temperature/top-k/top-p/min-p
-    are ignored and reported as None.
+    Qwen2.5-Instruct's generation_config, for example, silently sets ``do_sample=True, temperature=0.7,
+    top_k=20, top_p=0.8, repetition_penalty=1.05``; this shows it. With ``do_sample=False``
+    temperature/top-k/top-p/min-p are ignored and reported as None. ``max_new_tokens`` is qwenlab's
+    default (256) unless you or the model set one.
+
+    Taught in ``04_generate.ipynb``.
     """
     gc = copy.deepcopy(model.generation_config)
     gc.update(**params)
-    out = {k: getattr(gc, k, None) for k in SAMPLING_KEYS}
+    fallbacks = transformers_fallbacks()
+    out = {k: fallbacks.get(k) if getattr(gc, k, None) is None else getattr(gc, k) for k in SAMPLING_KEYS}
     if not out["do_sample"]:
         out.update(temperature=None, top_k=None, top_p=None, min_p=None)
     out["max_new_tokens"] = gc.max_new_tokens or DEFAULT_MAX_NEW_TOKENS

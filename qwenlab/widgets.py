@@ -10,6 +10,218 @@ from __future__ import annotations
 
 # ---- SamplingLab (04_generate) -------------------------------------------------------------------
 
+import html as _html
+from typing import Any as _Any
+
+
+class SamplingLab:
+    """Move a slider, watch the live model's next-token distribution reshape, then generate with it.
+
+    A prompt box; sliders for temperature, top_k (0 = off), top_p, min_p, repetition_penalty and
+    max_new_tokens; a do_sample switch and a seed; bar charts of the next-token distribution after each
+    sampling step (:func:`qwenlab.sampling.plot_distribution`). "Generate" streams an answer into the
+    panel; "Generate ×5" generates five answers (seeds ``seed … seed+4``) and counts the distinct ones.
+
+    The model runs once per prompt: moving a slider only re-applies the sampling steps to the cached
+    logits, and sliders update when released, so the panel stays responsive on a CPU. Invalid settings
+    (e.g. temperature 0 while sampling) show a message in the panel instead of a traceback.
+
+    For tests and notebooks the results are attributes: ``last`` (the NextTokenDistribution shown),
+    ``last_result`` (the last GenerationResult), ``last_batch`` and ``distinct`` ("Generate ×5"),
+    ``forward_passes`` (model runs for the chart so far).
+
+    Example:
+        >>> lab = qwenlab.widgets.SamplingLab(model, tokenizer); lab     # doctest: +SKIP
+
+    Taught in ``04_generate.ipynb``.
+    """
+
+    SLIDERS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+    def __init__(self, model: _Any, tokenizer: _Any, prompt: str = "用一个词形容大海:", top: int = 10,
+                 max_new_tokens: int = 48, enable_thinking: bool | None = None, draw: bool = True):
+        import ipywidgets as w
+
+        from .generation import effective_params, transformers_fallbacks
+
+        self.model, self.tokenizer, self.top = model, tokenizer, top
+        self.enable_thinking, self.draw = enable_thinking, draw
+        self.last: _Any = None
+        self.last_result: _Any = None
+        self.last_batch: list = []
+        self.distinct: int | None = None
+        self.forward_passes = 0
+        self._cache: tuple[str, _Any, _Any] | None = None  # (prompt, input_ids, logits)
+
+        start = dict(transformers_fallbacks())
+        start.update({k: v for k, v in effective_params(model).items() if v is not None})
+        slider = dict(continuous_update=False, style={"description_width": "130px"},
+                      layout=w.Layout(width="420px"))
+        self.prompt = w.Textarea(value=prompt, description="prompt", continuous_update=False,
+                                 layout=w.Layout(width="640px", height="60px"))
+        self.do_sample = w.Checkbox(value=bool(start.get("do_sample")), description="do_sample (采样)")
+        self.temperature = w.FloatSlider(value=float(start.get("temperature") or 1.0), min=0.0, max=2.0,
+                                         step=0.05, description="temperature", **slider)
+        self.top_k = w.IntSlider(value=int(start.get("top_k") or 0), min=0, max=100, description="top_k (0=off)",
+                                 **slider)
+        self.top_p = w.FloatSlider(value=float(start.get("top_p") or 1.0), min=0.0, max=1.0, step=0.01,
+                                   description="top_p", **slider)
+        self.min_p = w.FloatSlider(value=float(start.get("min_p") or 0.0), min=0.0, max=0.5, step=0.01,
+                                   description="min_p", **slider)
+        self.repetition_penalty = w.FloatSlider(value=float(start.get("repetition_penalty") or 1.0), min=0.5,
+                                                max=2.0, step=0.01, description="repetition_penalty", **slider)
+        self.max_new_tokens = w.IntSlider(value=max_new_tokens, min=1, max=512, description="max_new_tokens",
+                                          **slider)
+        self.seed = w.IntText(value=0, description="seed", layout=w.Layout(width="200px"))
+        self.generate_button = w.Button(description="Generate", button_style="primary")
+        self.generate5_button = w.Button(description="Generate ×5")
+        self.message = w.HTML()
+        self.chart = w.Output()
+        self.output = w.HTML()
+        self.diversity = w.HTML()
+
+        for name in ("do_sample", *self.SLIDERS):
+            getattr(self, name).observe(self._on_setting, names="value")
+        self.prompt.observe(self._on_setting, names="value")
+        self.generate_button.on_click(lambda _: self.on_generate())
+        self.generate5_button.on_click(lambda _: self.on_generate_many())
+        self.widget = w.VBox([
+            self.prompt,
+            w.HBox([w.VBox([self.do_sample, self.temperature, self.top_k, self.top_p]),
+                    w.VBox([self.min_p, self.repetition_penalty, self.max_new_tokens, self.seed])]),
+            self.message, self.chart,
+            w.HBox([self.generate_button, self.generate5_button]),
+            self.output, self.diversity,
+        ])
+        self.update()
+
+    # ---- settings -----------------------------------------------------------------------------------
+
+    def params(self) -> dict:
+        """The sampling parameters the panel is set to (top_k 0 and min_p 0 mean "off")."""
+        return {
+            "do_sample": bool(self.do_sample.value),
+            "temperature": float(self.temperature.value),
+            "top_k": int(self.top_k.value),
+            "top_p": float(self.top_p.value),
+            "min_p": float(self.min_p.value) or None,
+            "repetition_penalty": float(self.repetition_penalty.value),
+        }
+
+    def _say(self, text: str, ok: bool = True) -> None:
+        color = "#555" if ok else "#b42318"
+        self.message.value = f"<span style='color:{color}'>{_html.escape(text)}</span>" if text else ""
+
+    def _on_setting(self, change: dict | None = None) -> None:
+        sampling = bool(self.do_sample.value)
+        for name in ("temperature", "top_k", "top_p", "min_p"):
+            getattr(self, name).disabled = not sampling  # greedy ignores them
+        self.update()
+
+    def _logits(self) -> tuple[_Any, _Any]:
+        from .sampling import next_token_logits
+
+        prompt = self.prompt.value
+        if self._cache is None or self._cache[0] != prompt:
+            input_ids, logits = next_token_logits(self.model, self.tokenizer, prompt, self.enable_thinking)
+            self.forward_passes += 1
+            self._cache = (prompt, input_ids, logits)
+        return self._cache[1], self._cache[2]
+
+    def update(self) -> _Any:
+        """Recompute the distribution for the current prompt and settings and redraw the chart.
+
+        Returns the NextTokenDistribution (also kept as ``last``), or None when the settings are invalid
+        (the message line says why).
+        """
+        from .sampling import distribution_from_logits
+
+        if not self.prompt.value.strip():
+            self._say("请先输入提示 (type a prompt first).", ok=False)
+            return None
+        try:
+            input_ids, logits = self._logits()
+            dist = distribution_from_logits(self.tokenizer, input_ids, logits, top=self.top, **self.params())
+        except (ValueError, TypeError) as err:
+            self._say(f"⚠️ {err}", ok=False)
+            return None
+        self.last = dist
+        self._say(f"下一个词元的分布 (next-token distribution): {dist.final.n_kept:,} token(s) can be chosen.")
+        if self.draw:
+            self._draw(dist)
+        return dist
+
+    def _draw(self, dist: _Any) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        from .sampling import plot_distribution
+
+        fig = plot_distribution(dist)
+        with self.chart:
+            self.chart.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    # ---- generation ---------------------------------------------------------------------------------
+
+    def _generation_params(self) -> dict:
+        params = self.params()
+        if not params["do_sample"]:  # greedy: leave out what it ignores (transformers would warn)
+            params = {"do_sample": False, "repetition_penalty": params["repetition_penalty"]}
+        return {**params, "max_new_tokens": int(self.max_new_tokens.value), "enable_thinking": self.enable_thinking}
+
+    def on_generate(self) -> _Any:
+        """Stream one answer at the current settings into the panel; returns the GenerationResult."""
+        from .generation import stream
+
+        self.output.value = ""
+        try:
+            text_stream = stream(self.model, self.tokenizer, self.prompt.value, seed=int(self.seed.value),
+                                 **self._generation_params())
+            for piece in text_stream:
+                self.output.value += _html.escape(piece)
+        except (ValueError, TypeError) as err:
+            self._say(f"⚠️ {err}", ok=False)
+            return None
+        result = text_stream.result
+        self.last_result = result
+        note = f" · ⚠️ {result.hint}" if result.hint else ""
+        self.output.value = (f"<div style='white-space:pre-wrap'>{_html.escape(result.text)}</div>"
+                             f"<small style='color:#8a8a8a'>{result.completion_tokens} tokens · "
+                             f"{result.tokens_per_second:.1f} tok/s · finish_reason={result.finish_reason}"
+                             f"{_html.escape(note)}</small>")
+        return result
+
+    def on_generate_many(self, n: int = 5) -> int | None:
+        """Generate ``n`` answers (seeds ``seed … seed+n-1``); show them and how many are distinct."""
+        from .generation import generate
+
+        self.diversity.value = f"⏳ generating {n} answers…"
+        results = []
+        try:
+            for i in range(n):
+                results.append(generate(self.model, self.tokenizer, self.prompt.value, seed=int(self.seed.value) + i,
+                                        **self._generation_params()))
+                self.diversity.value = f"⏳ {i + 1}/{n}"
+        except (ValueError, TypeError) as err:
+            self._say(f"⚠️ {err}", ok=False)
+            self.diversity.value = ""
+            return None
+        self.last_batch = results
+        self.distinct = len({r.text for r in results})
+        rows = "".join(f"<li><code>seed={int(self.seed.value) + i}</code> {_html.escape(r.text)}</li>"
+                       for i, r in enumerate(results))
+        self.diversity.value = (f"<b>{self.distinct} distinct answer(s) of {n}</b> "
+                                f"(不同的回答数 / diversity)<ol style='white-space:pre-wrap'>{rows}</ol>")
+        return self.distinct
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
 # ---- ChatBox and ThinkingView (05_chat, 06_thinking) ---------------------------------------------
 
 import html as _html
