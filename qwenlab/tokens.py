@@ -922,9 +922,8 @@ class SpecialTokenTable:
         head, *body = self._table()
         cells = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head)
         rows = "".join(
-            "<tr>" + "".join(
-                f"<td style='text-align:left;{_FONT if i == 1 else ''}'>{html.escape(c)}</td>" for i, c in enumerate(row)
-            ) + "</tr>"
+            "<tr>" + "".join(f"<td style='text-align:left;{_FONT if i == 1 else ''}'>{html.escape(c)}</td>"
+                             for i, c in enumerate(row)) + "</tr>"
             for row in body
         )
         return (f"<div class='qwenlab-special'><div>{html.escape(self._summary())}</div>"

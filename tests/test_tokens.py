@@ -7,7 +7,6 @@ tokenizer (loaded alone, no weights).
 from __future__ import annotations
 
 import json
-import unicodedata
 from html.parser import HTMLParser
 
 import pytest
@@ -402,4 +401,5 @@ def test_pieces_concatenate_with_the_offline_tokenizer(offline_tok, text):
 def test_load_tokenizer_of_the_offline_model_needs_no_weights(offline_dir):
     tokenizer = tokens.load_tokenizer("offline")
     assert len(tokenizer) == 151_936
-    assert unicodedata.is_normalized("NFC", show_tokens("囧", tokenizer).text)
+    view = show_tokens("我很囧", tokenizer)
+    assert [p.text for p in view.pieces if p.split] == ["囧"]  # Qwen2.5 and Qwen3 share the BPE vocabulary
