@@ -2,6 +2,7 @@
 
     qwenlab doctor [--json]          environment report            (qwenlab.env)
     qwenlab offline-model            install/assemble/convert the offline model (qwenlab.offline)
+    qwenlab tokens TEXT              token chips, special tokens, cost (qwenlab.tokens)
     qwenlab download MODEL           download a model              (qwenlab.hub)
     qwenlab models                   list / delete downloaded models (qwenlab.hub)
     qwenlab mirror                   classroom mirror              (qwenlab.mirror)
@@ -20,6 +21,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("env", "check this machine: Python, torch, CPU/GPU, RAM, disk, hubs (PASS/WARN/FAIL)"),
     "offline-model": ("offline", "install, assemble, verify and convert the offline model (no hub needed)"),
+    "tokens": ("tokens", "show how a tokenizer cuts text into tokens (ids, split characters), special tokens, cost"),
     "download": ("hub", "download a model from Hugging Face / hf-mirror / ModelScope / a mirror"),
     "models": ("hub", "list models on disk (HF cache, ModelScope cache, qwenlab), delete one on request"),
     "mirror": ("mirror", "serve the models on this machine to a classroom over the Hub protocol"),
