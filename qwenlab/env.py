@@ -114,6 +114,9 @@ class Check:
     status: str = "PASS"
     advice: str = ""
 
+    def __str__(self) -> str:
+        return f"[{self.status}] {self.name}: {self.value}" + (f"  -> {self.advice}" if self.advice else "")
+
 
 @dataclass
 class Recommendation:
@@ -122,6 +125,15 @@ class Recommendation:
     model: str
     dtype: str
     why: str
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.dtype}): {self.why}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f"<p>推荐 (recommended): <b><code>{html.escape(self.model)}</code></b>, "
+                f"<code>{html.escape(self.dtype)}</code> — {html.escape(self.why)}</p>")
 
 
 @dataclass

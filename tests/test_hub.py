@@ -177,6 +177,13 @@ def test_not_enough_disk_fails_before_any_byte_is_written(server):
     assert not server.requests("/resolve/")
 
 
+def test_a_complete_download_is_returned_when_no_source_answers(server):
+    folder = hub.download(REPO, source=server.url, progress=False)
+    report = hub.fetch(REPO, source=closed_port_url(), progress=False)
+    assert report.folder == folder and report.source.startswith("on disk")
+    assert {f.action for f in report.files} == {"kept"} and report.bytes_fetched == 0
+
+
 def test_no_reachable_source_fails_fast_with_what_to_do():
     with pytest.raises(ModelNotAvailableError, match="offline") as err:
         hub.fetch("Qwen/Qwen3-0.6B", source=[closed_port_url(), closed_port_url()], progress=False)
