@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -241,6 +241,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr log
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.mirror._connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.mirror._connections.discard(self.connection)
+        super().finish()
+
     def do_HEAD(self) -> None:
         self._route(head=True)
 
@@ -407,6 +415,7 @@ class MirrorServer:
         self.on_request = on_request
         self._log: deque[LogEntry] = deque(maxlen=10_000)
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()  # open client connections (closed by stop())
         self._server = _Server((host, port), self.handler_class)
         self._server.mirror = self
         self.port = self._server.server_address[1]
@@ -447,12 +456,17 @@ class MirrorServer:
             self._server.server_close()
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving, close open client connections (keep-alive ones too) and free the port."""
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+        for conn in list(self._connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "MirrorServer":
         return self.start()

@@ -146,6 +146,15 @@ def test_drop_after_cuts_responses_like_a_bad_network(repo_dir):
         assert entry.dropped and entry.bytes_sent == 1000
 
 
+def test_stop_closes_kept_alive_connections_and_the_port(repo_dir):
+    srv = mirror.MirrorServer({REPO: repo_dir}).start()
+    with httpx.Client() as client:  # keeps its connection open between requests
+        assert client.get(f"{srv.url}/api/models").status_code == 200
+        srv.stop()
+        with pytest.raises(httpx.TransportError):
+            client.get(f"{srv.url}/api/models")
+
+
 def test_file_hashes_are_computed_once_and_cached(repo_dir):
     first = mirror.ServedRepo.from_folder(REPO, repo_dir)
     cache = Path(os.environ["QWENLAB_HOME"]) / "mirror" / "hashes.json"
