@@ -364,7 +364,11 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         try:
             with open(f.abspath, "rb") as fh:
-                sent = self.connection.sendfile(fh, start, count) if count else 0
+                while sent < count:  # in slices, so the log knows how far a cut-off client got
+                    n = self.connection.sendfile(fh, start + sent, min(16 << 20, count - sent))
+                    if n == 0:
+                        break
+                    sent += n
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         dropped = count < length
