@@ -184,6 +184,8 @@ def probe(timeout: float = 3.0, sources: dict[str, str] | None = None) -> list[P
     Args:
         timeout: seconds to wait for each source (they are probed in parallel).
         sources: name -> URL; default :func:`default_sources` (``$HF_ENDPOINT`` first when set).
+
+    Taught in ``01_environment.ipynb`` and ``02_download.ipynb``.
     """
     import threading
 

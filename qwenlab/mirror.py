@@ -404,7 +404,7 @@ class MirrorServer:
             (the client sees a dropped connection, as on a bad Wi-Fi).
         on_request: called with each :class:`LogEntry` (the CLI prints them).
 
-    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    Use as a context manager, or call :meth:`start` / :meth:`stop`. Taught in ``02_download.ipynb``.
     """
 
     handler_class: type = _Handler  # the request handler (a subclass can add behaviour)
