@@ -6,7 +6,7 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 # CPU wheel of torch, installed first so no other package pulls a multi-GB CUDA build.
 TORCH   ?= torch==2.13.0
-EXTRAS  ?= offline,lab,test,mirror,serve,quant
+EXTRAS  ?= offline,lab,test,serve,quant
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help install model test test-fast course lab clean strip

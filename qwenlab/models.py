@@ -233,10 +233,10 @@ def load_model(
 
     Taught in ``00_quickstart.ipynb``.
     """
+    start = time.perf_counter()
+    where = resolve(name_or_path, download=download)  # fails fast, before importing transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    start = time.perf_counter()
-    where = resolve(name_or_path, download=download)
     device = choose_device(device)
     torch_dtype, reason = choose_dtype(device, dtype)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}

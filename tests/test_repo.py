@@ -43,7 +43,7 @@ def test_notebook_starts_with_setup_and_ends_with_summary_and_exercises(nb_path)
 def test_environment_yml_has_the_same_direct_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
-    for extra in ("offline", "lab", "test", "serve", "mirror", "quant"):
+    for extra in ("offline", "lab", "test", "serve", "quant"):
         wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
     env_text = (ROOT / "environment.yml").read_text()
     listed = set()
