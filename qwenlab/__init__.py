@@ -35,6 +35,7 @@ _EXPORTS = {
     "next_token_distribution": "sampling",
     "sample_loop": "sampling",
     "plot_distribution": "sampling",
+    "parameter_sources": "generation",
     "SamplingLab": "widgets",
     # tokens
     "show_tokens": "tokens",

@@ -22,6 +22,8 @@ __all__ = [
     "stream",
     "TextStream",
     "transformers_fallbacks",
+    "ParameterTable",
+    "parameter_sources",
 ]
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
@@ -157,9 +159,75 @@ def effective_params(model: Any, **params: Any) -> dict:
     return out
 
 
+@dataclass
+class ParameterTable:
+    """Where each generation parameter comes from: transformers' generic fallback, the model's
+    generation_config, and what :func:`generate` really uses (see :func:`parameter_sources`)."""
+
+    rows: list[tuple[str, Any, Any, Any]]
+
+    HEADER = ("parameter", "transformers fallback", "model generation_config", "qwenlab.generate uses")
+
+    def __str__(self) -> str:
+        cells = [self.HEADER] + [tuple("—" if v is None else str(v) for v in row) for row in self.rows]
+        widths = [max(len(str(r[i])) for r in cells) for i in range(4)]
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in cells)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def cell(v: Any) -> str:
+            return "<td>—</td>" if v is None else f"<td><code>{html.escape(str(v))}</code></td>"
+
+        head = "".join(f"<th>{h}</th>" for h in self.HEADER)
+        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def parameter_sources(model: Any, **params: Any) -> ParameterTable:
+    """A table of each sampling parameter: transformers' generic fallback, the model's generation_config,
+    and the value :func:`generate` uses with your ``params`` (yours > the model's > the fallback).
+
+    The length row shows why answers of a bare ``model.generate(**inputs)`` stop after 20 tokens: the
+    fallback ``max_length=20`` (read as 20 new tokens when nobody sets a length), while qwenlab passes
+    ``max_new_tokens`` (default 256).
+
+    Taught in ``04_generate.ipynb``.
+    """
+    fallbacks = transformers_fallbacks()
+    own = model.generation_config
+    used = effective_params(model, **params)
+    own_length = (f"max_new_tokens={own.max_new_tokens}" if own.max_new_tokens is not None
+                  else f"max_length={own.max_length}" if own.max_length is not None else None)
+    rows = [("max_new_tokens / max_length", f"max_length={fallbacks.get('max_length')} (→ 20 new tokens)",
+             own_length, f"max_new_tokens={used['max_new_tokens']}")]
+    ignored = "(ignored: greedy)"
+    rows += [(k, fallbacks.get(k), getattr(own, k, None),
+              ignored if used[k] is None and not used["do_sample"] and k != "repetition_penalty" else used[k])
+             for k in SAMPLING_KEYS]
+    return ParameterTable(rows)
+
+
 def _eos_ids(gc: Any, tokenizer: Any) -> set[int]:
     eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
     return set(eos if isinstance(eos, (list, tuple)) else [eos])
+
+
+def _new_token_limit(gc: Any, prompt_len: int) -> int:
+    """How many tokens generation may add: ``max_new_tokens``, else what ``max_length`` (a total) leaves."""
+    if gc.max_new_tokens is not None:
+        return gc.max_new_tokens
+    return max(0, (gc.max_length or prompt_len + DEFAULT_MAX_NEW_TOKENS) - prompt_len)
+
+
+def _cut_hint(gc: Any, prompt_len: int) -> str:
+    if gc.max_new_tokens is not None:
+        limit, bigger = f"max_new_tokens={gc.max_new_tokens}", f"max_new_tokens (e.g. {gc.max_new_tokens * 2})"
+    else:
+        limit = f"max_length={gc.max_length} (prompt {prompt_len} + answer)"
+        bigger = f"max_new_tokens instead (e.g. {DEFAULT_MAX_NEW_TOKENS})"
+    return (f"回答被截断 (answer cut): it reached {limit} before the model ended its turn. "
+            f"Raise {bigger} or ask for a shorter answer.")
 
 
 def _finish(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, seconds: float,
@@ -167,12 +235,7 @@ def _finish(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, second
     eos = _eos_ids(gc, tokenizer)
     stopped = bool(new_ids) and new_ids[-1] in eos
     reason = "stop" if stopped else "length"
-    hint = None
-    if reason == "length":
-        hint = (
-            f"回答被截断 (answer cut): it reached max_new_tokens={gc.max_new_tokens} before the model ended "
-            f"its turn. Raise max_new_tokens (e.g. {gc.max_new_tokens * 2}) or ask for a shorter answer."
-        )
+    hint = _cut_hint(gc, prompt_len) if reason == "length" else None
     return GenerationResult(
         text=tokenizer.decode(new_ids, skip_special_tokens=skip_special_tokens),
         token_ids=new_ids,

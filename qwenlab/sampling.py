@@ -215,7 +215,7 @@ class MinP(SamplingStep):
     Example:
         >>> import torch
         >>> MinP(0.5)(None, torch.tensor([[0.0, 2.0, 1.7]]))
-        tensor([[-inf, 2.0000, 1.7000]])
+        tensor([[  -inf, 2.0000, 1.7000]])
     """
 
     name = "min_p"
@@ -582,7 +582,7 @@ def sample_loop(
 
     Example:
         >>> r = sample_loop(model, tokenizer, "你好", max_new_tokens=20, seed=0)          # doctest: +SKIP
-        >>> r.token_ids == qwenlab.generate(model, tokenizer, "你好", max_new_tokens=20, seed=0).token_ids
+        >>> r.token_ids == qwenlab.generate(model, tokenizer, "你好", max_new_tokens=20, seed=0).token_ids  # doctest: +SKIP
         True
 
     Taught in ``04_generate.ipynb``.
@@ -590,7 +590,8 @@ def sample_loop(
     import torch
     from transformers import DynamicCache
 
-    from .generation import SAMPLING_KEYS, _eos_ids, _finish, _generation_config, build_inputs, effective_params
+    from .generation import (SAMPLING_KEYS, _eos_ids, _finish, _generation_config, _new_token_limit, build_inputs,
+                             effective_params)
 
     gc = _generation_config(model, tokenizer, params)  # your parameters over the model's generation_config
     _check_loop_supports(gc)
@@ -608,7 +609,7 @@ def sample_loop(
     new_ids: list[int] = []
     feed = input_ids  # first turn: the whole prompt; later turns: only the newest token
     with torch.inference_mode():
-        for _ in range(gc.max_new_tokens):
+        for _ in range(_new_token_limit(gc, prompt_len)):
             out = model(input_ids=feed, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
                         logits_to_keep=1)
             scores = out.logits[:, -1].float()
