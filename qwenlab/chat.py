@@ -124,7 +124,7 @@ class Conversation:
     """A chat with a model: the history, the context budget, the mode, and the replies.
 
     Args:
-        model, tokenizer: from :func:`qwenlab.load_model`.
+        model, tokenizer: from :func:`qwenlab.load_model` (``model=None`` renders prompts but cannot reply).
         system: the system prompt; always first in the prompt, never dropped.
         max_context_tokens: tokens the prompt plus the reply may use. When the history grows past it,
             the oldest turns are left out of the prompt (and listed in :attr:`dropped`). Default: the
@@ -249,11 +249,16 @@ class Conversation:
         merged = {**self.params, **params}
         if merged.get("max_new_tokens"):
             return int(merged["max_new_tokens"])
+        if self.model is None:
+            return DEFAULT_MAX_NEW_TOKENS
         return int(effective_params(self.model).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
 
     # ---- replies ---------------------------------------------------------------------------------
 
     def _prepare(self, message: str | None, params: dict) -> tuple[ContextWindow, ModeSettings]:
+        if self.model is None:
+            raise ValueError("This Conversation has no model (model=None): it can render prompts but not "
+                             "reply. Make it with a model from qwenlab.load_model to get replies.")
         if message is not None:
             self.add_user(message)
         if not self.history or self.history[-1]["role"] != "user":
@@ -575,7 +580,11 @@ def cli(argv: list[str], prog: str = "qwenlab chat", command: str = "chat") -> i
 
     name = args.model or course_model()
     print(f"loading {name} ...", file=sys.stderr)
-    model, tokenizer = load_model(name, device=args.device, dtype=args.dtype)
+    try:
+        model, tokenizer = load_model(name, device=args.device, dtype=args.dtype)
+    except (ValueError, FileNotFoundError) as err:  # unknown name, missing folder, model not downloaded
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     if args.load:
         conv = Conversation.load(args.load, model, tokenizer)
     else:

@@ -411,6 +411,9 @@ def _catalog_name(model_or_name: Any) -> str | None:
     return info.name if info else None
 
 
+_SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p")
+
+
 def mode_settings(model_or_name: Any, thinking: bool, **overrides: Any) -> ModeSettings:
     """Qwen's recommended sampling for this model and mode, with your overrides applied on top.
 
@@ -432,6 +435,8 @@ def mode_settings(model_or_name: Any, thinking: bool, **overrides: Any) -> ModeS
     source = f"catalog: {name} ({'thinking' if thinking else 'non-thinking'})" if name else \
         "the model's generation_config (not in the catalog)"
     params = {**recommended, **overrides}
+    if params.get("do_sample") is False:  # greedy: the recommended sampling values do not apply
+        params = {k: v for k, v in params.items() if k in overrides or k not in _SAMPLING_ONLY}
     warnings = []
     if thinking and params.get("do_sample") is False:
         warnings.append("Qwen advises against greedy decoding (do_sample=False) in thinking mode: it can "

@@ -234,6 +234,7 @@ def test_mode_settings_apply_the_recommendation_unless_overridden(tiny):
     assert off.recommended["temperature"] == 0.7
     greedy = mode_settings("Qwen/Qwen3-0.6B", True, do_sample=False)
     assert greedy.warnings and "greedy" in greedy.warnings[0]
+    assert greedy.params == {"do_sample": False}  # sampling values mean nothing to greedy decoding
     assert not mode_settings("Qwen/Qwen3-0.6B", False, do_sample=False).warnings
     model, _ = tiny  # a local folder: its own generation_config applies
     local = mode_settings(model, True)
