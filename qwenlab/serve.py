@@ -21,8 +21,10 @@ The layer validates requests (4xx with a one-sentence reason, OpenAI error forma
 (``/v1/models``), checks an optional API key, and forwards everything else unchanged.
 
 Safe defaults: binds 127.0.0.1; refuses another address unless an API key is set; safetensors only;
-no ``trust_remote_code``. The child process stops with ``stop()``, at interpreter exit, and by itself
-when its parent dies (a killed or restarted notebook kernel), so no orphan keeps the port.
+no ``trust_remote_code``; with a proxy set in the environment, the loopback names are added to
+``NO_PROXY`` so clients reach the local server directly. The child process stops with ``stop()``, at
+interpreter exit, and by itself when its parent dies (a killed or restarted notebook kernel), so no
+orphan keeps the port.
 
 Taught in ``08_serve.ipynb``.
 """
@@ -327,7 +329,8 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         raise ServeError(f"Cannot listen on {host}:{port} ({err.strerror}); another program (an earlier "
-                         "server?) holds the port: stop it, or choose another port (port=0 picks a free one).") from None
+                         "server?) holds the port: stop it, or choose another port (port=0 picks a free one)."
+                         ) from None
     return sock
 
 
@@ -349,8 +352,14 @@ def _watch_parent(parent_pid: int, on_gone: Any) -> None:
             return
         on_gone()
 
+    def alive() -> bool:
+        try:
+            return parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
     def poll() -> None:  # fallback when stdin was inherited elsewhere (a fork of the parent)
-        while parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE:
+        while alive():
             time.sleep(1.0)
         on_gone()
 
@@ -537,11 +546,23 @@ def _child_env(api_key: str | None) -> dict:
 
 
 def _health(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
+        with opener.open(url, timeout=5) as reply:
             return reply.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _bypass_proxy_for_loopback() -> None:
+    """With HTTP(S)_PROXY set (common behind a VPN or a campus proxy), clients would send requests for
+    127.0.0.1 to the proxy and fail; add the loopback names to NO_PROXY, as curl and httpx understand it."""
+    if not any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                           "http_proxy", "https_proxy", "all_proxy")):
+        return
+    for var in ("NO_PROXY", "no_proxy"):
+        have = [h.strip() for h in os.environ.get(var, "").split(",") if h.strip()]
+        os.environ[var] = ",".join(have + [h for h in LOOPBACK_HOSTS if h not in have])
 
 
 def start(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
@@ -575,6 +596,8 @@ def start(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, a
         raise ValueError(f"reasoning must be 'auto', 'on' or 'off', got {reasoning!r}.")
     check_host(host, api_key)
     where = resolve(model)  # fails here, fast and clearly, for an unknown or missing model
+    if host in LOOPBACK_HOSTS:
+        _bypass_proxy_for_loopback()
     name = name or served_name(model)
     child_model = str(where.folder / where.gguf_file) if where.gguf_file else str(where.folder)
     workdir = Path(tempfile.mkdtemp(prefix="qwenlab-serve-"))
