@@ -302,11 +302,11 @@ class Conversation:
             a :class:`ChatReply` (``print`` it for the answer), or a :class:`ChatStream`.
         """
         window, settings = self._prepare(message, params)
-        if stream:
-            text_stream = stream_text(self.model, self.tokenizer, window.messages,
-                                      enable_thinking=self.thinking, seed=seed, **settings.params)
-            return ChatStream(self, text_stream, window, settings)
         try:
+            if stream:
+                text_stream = stream_text(self.model, self.tokenizer, window.messages,
+                                          enable_thinking=self.thinking, seed=seed, **settings.params)
+                return ChatStream(self, text_stream, window, settings)
             result = generate(self.model, self.tokenizer, window.messages, enable_thinking=self.thinking,
                               seed=seed, **settings.params)
         except BaseException:
@@ -480,6 +480,12 @@ def _parse_value(text: str) -> Any:
         return {"True": True, "False": False, "None": None}.get(text, text)
 
 
+def _unknown_param(conv: Conversation, key: str, value: Any) -> bool:
+    import copy
+
+    return bool(copy.deepcopy(conv.model.generation_config).update(**{key: value}))
+
+
 def _command(conv: Conversation, line: str, out: Any) -> bool | None:
     """Run a /command. Returns False to quit, True when handled, None when ``line`` is a message."""
     name, _, arg = line.partition(" ")
@@ -503,6 +509,10 @@ def _command(conv: Conversation, line: str, out: Any) -> bool | None:
             key, sep, value = pair.partition("=")
             if not sep:
                 print(f"[/params expects key=value pairs, e.g. /params temperature=0.7 (got {pair!r})]", file=out)
+                return True
+            if _unknown_param(conv, key, _parse_value(value)):
+                print(f"[unknown generation parameter {key!r}: see transformers.GenerationConfig, "
+                      "e.g. temperature, top_p, top_k, max_new_tokens]", file=out)
                 return True
             conv.params[key] = _parse_value(value)
         settings = conv.settings()
@@ -615,7 +625,7 @@ def cli(argv: list[str], prog: str = "qwenlab chat", command: str = "chat") -> i
                 continue
         try:
             chat_stream = conv.reply(line, stream=True, seed=None if args.seed is None else args.seed + turn)
-        except ValueError as err:  # e.g. the message does not fit the context budget
+        except (ValueError, TypeError) as err:  # the message does not fit the budget, a bad parameter
             print(f"[{err}]", file=out)
             continue
         turn += 1

@@ -416,7 +416,7 @@ class ChatBox:
         self.input.value = ""
         try:
             self._stream = self.conversation.reply(text, stream=True, **self.params)
-        except ValueError as err:  # e.g. the message alone does not fit the context budget
+        except (ValueError, TypeError) as err:  # the message does not fit the budget, an unknown parameter
             self.status_html.value = f"❌ {_html.escape(str(err))}"
             return None
         self.refresh()

@@ -62,6 +62,9 @@ def test_a_message_that_cannot_fit_is_refused_and_the_history_stays(conv):
     with pytest.raises(ContextTooLongError, match="raise max_context_tokens"):
         conv.reply("很长的消息 " * 200)
     assert conv.history == before
+    with pytest.raises(TypeError, match="Unknown generation parameter"):
+        conv.reply("hello", temprature=0.5)
+    assert conv.history == before
     conv.reply("short again", seed=1)  # and the chat goes on
     assert len(conv.history) == len(before) + 2
 

@@ -37,6 +37,7 @@ def test_chat_in_a_terminal_two_turns_commands_ctrl_c_reset_exit(tiny_dir, tmp_p
     # the commands
     say(child, "/no_think", "thinking mode): 关 off")
     say(child, "/params temperature=0.5", "'temperature': 0.5")
+    say(child, "/params temprature=0.5", "unknown generation parameter 'temprature'")
     say(child, "/system Answer in Chinese.", "'Answer in Chinese.'")
     say(child, "/save chat.json", "saved")
     saved = json.loads((tmp_path / "chat.json").read_text(encoding="utf-8"))
