@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-import qwenlab
 from qwenlab.chat import ContextTooLongError, Conversation
 from qwenlab.widgets import ChatBox
 
