@@ -72,7 +72,7 @@ class Bandwidth:
     Attributes:
         read_bytes_per_second: ``array.sum()`` reads every byte once — what decoding does with weights.
         copy_bytes_per_second: ``b.copy_(a)`` counted as read + write (2 x array bytes), as STREAM does.
-        array_bytes: size of one array; repeats: runs per figure (the median is kept).
+        array_bytes: size of one array; repeats: runs per figure (the fastest is kept).
     """
 
     read_bytes_per_second: float
@@ -285,7 +285,7 @@ class BenchReport:
             f"{m['date']}  {m['cpu']} ({m['cores']} cores, torch threads {m['threads']}, "
             f"load average before {m['load_average']})",
             f"python {m['python']}  torch {m['torch']}  transformers {m['transformers']}  qwenlab {m['qwenlab']}",
-            f"model {self.model['name']}: {self.model['params'] / 1e6:,.0f} M params, "
+            f"model {_model_title(self.model)}: {self.model['params'] / 1e6:,.0f} M params, "
             f"{self.traffic.weight_bytes / GB:.2f} GB read per token in {self.model['dtype']}, "
             f"KV cache {self.traffic.kv_bytes_per_token / 1024:.1f} KiB/token",
             f"memory bandwidth: read {b.read_bytes_per_second / GB:.1f} GB/s, copy "
@@ -304,6 +304,10 @@ class BenchReport:
                          f"{f['best_vs_roofline_percent']:.0f}% of its roofline")
         lines.append("llama.cpp vs best: " + (f"{f['llama_cpp_vs_best']:.2f}" if f.get("llama_cpp_vs_best")
                                               else "not measured (llama-cpp-python not installed)"))
+        over = [r.key for r in self.rows if (r.roofline_percent or 0) > 100]
+        if over:
+            lines.append(f"note: {', '.join(over)} above 100% of the roofline: the machine was busier while "
+                         "bandwidth was measured than during those rows; re-run on a quiet machine.")
         return lines
 
     def __str__(self) -> str:
@@ -332,6 +336,11 @@ class BenchReport:
         return f"<p style='font-family:monospace'>{info}</p><table><tr>{head}</tr>{body}</table>"
 
 
+def _model_title(model: dict) -> str:
+    name, folder = str(model["name"]), str(model.get("folder") or "")
+    return name if not folder or folder in name else f"{name} ({folder})"
+
+
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "" if x is None else f"{x:,.{digits}f}"
 
@@ -347,6 +356,10 @@ def _sync(device: Any) -> None:
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int, device: Any = "cpu") -> float:
+    return statistics.median(_seconds(fn, repeats, device))
+
+
+def _seconds(fn: Callable[[], Any], repeats: int, device: Any = "cpu") -> list[float]:
     times = []
     for _ in range(max(1, repeats)):
         _sync(device)
@@ -354,7 +367,7 @@ def _median_seconds(fn: Callable[[], Any], repeats: int, device: Any = "cpu") ->
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 @contextlib.contextmanager
@@ -392,7 +405,8 @@ def memory_bandwidth(size_mib: int = 256, repeats: int = 5, device: str = "cpu",
     """Measure memory bandwidth with a ``size_mib`` float32 array: ``sum()`` (read) and ``copy_`` (read+write).
 
     Use an array far larger than the last-level cache (a few MiB to tens of MiB), otherwise you measure
-    the cache. Medians of ``repeats`` runs.
+    the cache. The fastest of ``repeats`` runs is kept (as STREAM does): a limit is the best the memory
+    can do, and a busy machine only ever makes a run slower.
 
     Example:
         >>> bw = memory_bandwidth(size_mib=64, repeats=3)
@@ -410,8 +424,8 @@ def memory_bandwidth(size_mib: int = 256, repeats: int = 5, device: str = "cpu",
         a = torch.ones(n, dtype=torch.float32, device=device)
         b = torch.empty_like(a)
         b.copy_(a)  # touch every page once before timing
-        read = _median_seconds(lambda: a.sum(), repeats, device)
-        copy_s = _median_seconds(lambda: b.copy_(a), repeats, device)
+        read = min(_seconds(lambda: a.sum(), repeats, device))
+        copy_s = min(_seconds(lambda: b.copy_(a), repeats, device))
     del a, b
     nbytes = n * 4
     return Bandwidth(read_bytes_per_second=nbytes / read, copy_bytes_per_second=2 * nbytes / copy_s,
@@ -663,10 +677,12 @@ def _raw_and_qwenlab_rows(ctx: _Ctx) -> list[Timing]:
     raw = _row_from_runs(ctx, model, "raw_fp32", f"raw model.generate {dtype}", "dtype", raw_runs,
                          plan.new_tokens)
     ours_s = statistics.median(ours)
+    # each raw run is paired with the qwenlab run next to it (same load on the machine): median of ratios
+    paired = statistics.median(r.seconds / o for r, o in zip(raw_runs, ours))
     qw = replace(raw, key="qwenlab_generate", label=f"qwenlab.generate {dtype}", group="overhead",
                  tokens_per_second=raw.tokens_per_second * raw.seconds / ours_s, seconds=ours_s,
-                 prefill_tokens_per_second=None, ratio=raw.seconds / ours_s, baseline="raw_fp32 (time)",
-                 step_seconds=[], note="whole call: chat template + generate + decode text")
+                 prefill_tokens_per_second=None, ratio=paired, baseline="raw_fp32 (time)", step_seconds=[],
+                 note="whole call: chat template + generate + decode text; ratio = median of paired runs")
     return [raw, qw]
 
 
@@ -968,9 +984,24 @@ def run_bench(model: Any = "offline", tokenizer: Any = None, *, quick: bool = Fa
         inputs = {k: v.to(base.device) for k, v in build_inputs(tokenizer, PROMPT).items()}
         ctx = _Ctx(base, tokenizer, inputs, bandwidth, plan, say)
         rows = _measure_rows(ctx)
+        bandwidth = _best(bandwidth, memory_bandwidth(plan.bandwidth_mib, plan.bandwidth_repeats, device=device))
+        _set_limits(rows, bandwidth)
     return BenchReport(machine=machine, model=_model_info(base), plan=asdict(plan), bandwidth=bandwidth,
                        matmul=matmul, traffic=decode_traffic(base), rows=rows, figures=_figures(rows),
                        seconds=time.perf_counter() - start)
+
+
+def _best(a: Bandwidth, b: Bandwidth) -> Bandwidth:
+    """Bandwidth measured before and after the rows: keep the better figure of each (a limit is a best)."""
+    return replace(a, read_bytes_per_second=max(a.read_bytes_per_second, b.read_bytes_per_second),
+                   copy_bytes_per_second=max(a.copy_bytes_per_second, b.copy_bytes_per_second),
+                   repeats=a.repeats + b.repeats)
+
+
+def _set_limits(rows: list[Timing], bandwidth: Bandwidth) -> None:
+    for r in rows:
+        if r.bytes_per_token:
+            r.roofline_tokens_per_second = bandwidth.read_bytes_per_second / r.bytes_per_token
 
 
 def _measure_rows(ctx: _Ctx) -> list[Timing]:
@@ -998,8 +1029,10 @@ def _measure_rows(ctx: _Ctx) -> list[Timing]:
 
 def _model_info(model: Any) -> dict:
     meta = getattr(model, "_qwenlab_meta", {})
+    folder = Path(str(meta.get("folder", model.config.name_or_path or "")))
     return {
         "name": meta.get("name", model.config.name_or_path),
+        "folder": folder.name,
         "architecture": (model.config.architectures or [type(model).__name__])[0],
         "params": sum(p.numel() for p in model.parameters()),
         "dtype": _dtype_name(model.dtype),

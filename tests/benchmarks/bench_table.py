@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--note", default="", help="a line for the record, e.g. 'machine shared with 6 jobs'")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     report = bench.run_bench(args.model, quick=args.quick, threads=args.threads,
