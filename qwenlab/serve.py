@@ -8,13 +8,14 @@ curl) then talks to ``server.base_url``.
 What does the work: ``transformers serve``'s own building blocks (its ``ModelManager`` loads the model,
 its ``ChatCompletionHandler`` applies the chat template, generates, streams SSE chunks, counts usage and
 splits Qwen3's ``<think>`` into ``reasoning_content``). qwenlab adds a thin HTTP layer in front because
-plain ``transformers serve`` (5.23) with a local folder fails a client in four ways, checked by hand:
+plain ``transformers serve`` (5.23) with a local model fails a client in these ways, checked by hand:
 
 - ``GET /v1/models`` scans the Hugging Face cache, not the served folder: a 500 when that cache does
   not exist, and never the local model;
 - a negative ``max_tokens``, an empty or missing ``messages`` list answer ``500 Internal Server Error``
   with no message (the ``ValueError`` stays in the server log);
 - the only accepted model name is the full folder path;
+- a GGUF file does not load at all (its config has no ``architectures``, which serve needs);
 - errors are not in OpenAI's ``{"error": {"message": ...}}`` shape, so clients show no reason.
 
 The layer validates requests (4xx with a one-sentence reason, OpenAI error format), names the model
@@ -227,7 +228,19 @@ def build_app(model_ref: str, name: str, *, aliases: tuple[str, ...] = (), reaso
         raise ImportError(f"Serving needs FastAPI and uvicorn ({err}); install them: "
                           "pip install 'qwenlab[serve]'.") from err
 
-    manager = ModelManager(device=device, dtype=dtype, force_model=model_ref)  # loads the model now
+    class _Manager(ModelManager):
+        """transformers 5.23 picks the class from ``config.architectures``, which a GGUF config lacks
+        (``TypeError: 'NoneType' object is not subscriptable``): load GGUF as a causal LM instead."""
+
+        def _load_model(self, model_id_and_revision, tqdm_class=None, progress_callback=None, gguf_file=None):
+            if gguf_file is None:
+                return super()._load_model(model_id_and_revision, tqdm_class, progress_callback, gguf_file)
+            from transformers import AutoModelForCausalLM
+
+            return AutoModelForCausalLM.from_pretrained(model_id_and_revision.split("@", 1)[0], gguf_file=gguf_file,
+                                                        dtype=self.dtype, device_map=self.device)
+
+    manager = _Manager(device=device, dtype=dtype, force_model=model_ref)  # loads the model now
     template_kwargs = {"on": {"enable_thinking": True}, "off": {"enable_thinking": False}}.get(reasoning, {})
     handler = ChatCompletionHandler(model_manager=manager, generation_state=GenerationState(),
                                     chat_template_kwargs=template_kwargs)
