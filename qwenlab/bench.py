@@ -1045,7 +1045,7 @@ def what_if(report: BenchReport, bandwidths: dict[str, float] | None = None,
     """Roofline limits for this model on other hardware / precisions (an upper bound, not a promise).
 
     ``bandwidths``: name -> bytes/s (default: this machine plus typical published figures);
-    ``bytes_per_weight``: name -> bytes per parameter (fp32 4, bf16 2, int8 1, Q4_K_M ~0.56).
+    ``bytes_per_weight``: name -> bytes per parameter (fp32 4, bf16 2, int8 1, Q4_K_M ~0.61: about 4.85 bits).
 
     Taught in ``09_performance.ipynb``.
     """
@@ -1056,7 +1056,7 @@ def what_if(report: BenchReport, bandwidths: dict[str, float] | None = None,
         "laptop GPU RTX 4060 (~256 GB/s)": 256 * GB,
         "H100 SXM (~3350 GB/s)": 3350 * GB,
     }
-    bytes_per_weight = bytes_per_weight or {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "Q4_K_M": 4.5 / 8}
+    bytes_per_weight = bytes_per_weight or {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "Q4_K_M": 4.85 / 8}
     itemsize = report.traffic.weight_bytes / max(1, _weights_read(report))
     out = []
     for hw, bps in bandwidths.items():
