@@ -1131,19 +1131,18 @@ def _plot_classic_roofline(report: BenchReport, ax: Any) -> None:
     ax.loglog(x, np.minimum(bw * x, peak) / GB, color="k", lw=1.5, label="min(bandwidth x I, matmul peak)")
     points = [(r, r.flops_per_token / r.bytes_per_token, r.tokens_per_second * r.flops_per_token)
               for r in report.rows if r.ok and r.bytes_per_token and r.flops_per_token
-              and r.group in ("dtype", "batch", "quant")]
+              and r.group in ("dtype", "batch", "quant") and r.key != "batch_1"]  # batch_1 = raw_fp32
     for r, intensity, flops in points:
         ax.scatter(intensity, flops / GB, s=25, zorder=3)
         ax.annotate(r.key, (intensity, flops / GB), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for r in report.rows:  # prefill: weights read once for many tokens
-        if r.ok and r.group == "context" and r.prefill_tokens_per_second and r.flops_per_token:
-            read = report.traffic.weight_bytes + report.traffic.kv_bytes_per_token * r.context
-            intensity = r.flops_per_token * r.prompt_tokens / read
-            ax.scatter(intensity, r.prefill_tokens_per_second * r.flops_per_token / GB, marker="^", s=30,
-                       color="#55a868", zorder=3)
-            ax.annotate(f"prefill {r.prompt_tokens}", (intensity, r.prefill_tokens_per_second
-                                                       * r.flops_per_token / GB),
-                        fontsize=7, xytext=(3, -9), textcoords="offset points")
+    prefill = [r for r in report.rows  # prefill: the weights are read once for many tokens
+               if r.ok and r.group == "context" and r.prefill_tokens_per_second and r.flops_per_token]
+    for r in prefill:
+        read = report.traffic.weight_bytes + report.traffic.kv_bytes_per_token * r.context
+        xy = (r.flops_per_token * r.prompt_tokens / read, r.prefill_tokens_per_second * r.flops_per_token / GB)
+        ax.scatter(*xy, marker="^", s=30, color="#55a868", zorder=3)
+        if r is prefill[-1]:
+            ax.annotate("prefill", xy, fontsize=7, xytext=(3, -9), textcoords="offset points")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte read)")
     ax.set_ylabel("GFLOP/s")
     ax.set_title("roofline: decode is memory-bound, prefill compute-bound")
@@ -1174,6 +1173,7 @@ def plot_context(report: BenchReport, ax: Any = None) -> Any:
     ax.plot(xs, [r.tokens_per_second for r in rows], marker="o", label="measured decode")
     ax.plot(xs, [r.roofline_tokens_per_second for r in rows], ls="--", color="#c44e52", label="bandwidth limit")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("tokens in the KV cache (context)")
     ax.set_ylabel("tokens / second")
     ax.set_title("decode speed vs context length")
