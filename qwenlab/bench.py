@@ -461,6 +461,19 @@ def _compute_dtype(model: Any) -> Any:
     return dtype if dtype.is_floating_point else torch.float32
 
 
+def _weights(model: Any) -> list[Any]:
+    """Every weight tensor once: parameters (a tied weight is listed once) and the packed int8 weights of
+    ``torch.ao`` dynamic-quantized Linear layers, which are not parameters."""
+    out = list(model.parameters())
+    for module in model.modules():
+        if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
+            out.append(module.weight())
+            bias = module.bias() if callable(getattr(module, "bias", None)) else None
+            if bias is not None:
+                out.append(bias)
+    return out
+
+
 def decode_traffic(model: Any, context: int = 0, batch: int = 1) -> DecodeTraffic:
     """Bytes (and FLOPs) one decoded token costs: weights + KV cache of ``context`` tokens.
 
@@ -471,8 +484,8 @@ def decode_traffic(model: Any, context: int = 0, batch: int = 1) -> DecodeTraffi
 
     Taught in ``09_performance.ipynb``.
     """
-    params = list(model.parameters())  # parameters() lists a tied weight once
-    total = sum(_tensor_bytes(p) for p in params)
+    weights = _weights(model)
+    total = sum(_tensor_bytes(w) for w in weights)
     emb = model.get_input_embeddings().weight
     out = model.get_output_embeddings()
     tied = out is not None and out.weight is emb
@@ -484,7 +497,7 @@ def decode_traffic(model: Any, context: int = 0, batch: int = 1) -> DecodeTraffi
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     itemsize = _compute_dtype(model).itemsize
     kv_per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim * itemsize
-    matmul_params = sum(p.numel() for p in params) - (0 if tied else emb.numel())
+    matmul_params = sum(w.numel() for w in weights) - (0 if tied else emb.numel())
     attention = 4 * cfg.num_hidden_layers * heads * head_dim * context  # QK^T and AV
     return DecodeTraffic(weight_bytes=total - emb_bytes + (row if not tied else 0), embedding_bytes=emb_bytes,
                          kv_bytes_per_token=kv_per_token, context=context, batch=batch,
@@ -623,6 +636,7 @@ class _Ctx:
     bandwidth: Bandwidth
     plan: BenchPlan
     say: Callable[[str], None]
+    variants: Any = None
 
     def roofline(self, model: Any, context: int, batch: int = 1) -> tuple[float, float, float]:
         t = decode_traffic(model, context=context, batch=batch)
@@ -777,20 +791,25 @@ def _batch_rows(ctx: _Ctx) -> list[Timing]:
     return rows
 
 
-def _quant_rows(ctx: _Ctx, raw: Timing) -> list[Timing]:
-    """The quantized variants of ``qwenlab.quant`` (when that module offers them), timed like raw fp32."""
-    try:
-        from . import quant
+def _quant_rows(ctx: _Ctx, raw: Timing, variants: Any = None) -> list[Timing]:
+    """Quantized variants — yours, or those of ``qwenlab.quant.cpu_variants()`` — timed like raw fp32."""
+    if variants is None:
+        try:
+            from . import quant
 
-        variants = getattr(quant, "cpu_variants")
-    except (ImportError, AttributeError):
-        return [Timing(key="quant", label="quantized variants", group="quant", status="not available",
-                       note="qwenlab.quant offers no cpu_variants() in this version")]
+            variants = getattr(quant, "cpu_variants")()
+        except (ImportError, AttributeError):
+            return [Timing(key="quant", label="quantized variants", group="quant", status="not available",
+                           note="qwenlab.quant offers no cpu_variants() in this version")]
     rows = []
-    for name, build in _variant_items(variants()):
+    before = decode_traffic(ctx.model).weight_bytes
+    for name, build in _variant_items(variants):
         key = "quant_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())
         try:
             model = build(ctx.model)
+            if model is ctx.model or decode_traffic(ctx.model).weight_bytes != before:
+                raise RuntimeError(f"variant {name!r} changed the fp32 model in place; its build function "
+                                   "must return a new model (copy first, e.g. with qwenlab.bench.cast_copy)")
             _warm_up(model, ctx.inputs)
             row = _generate_row(ctx, model, key, name, "quant", ctx.plan.quant_new_tokens,
                                 ctx.plan.quant_repeats)
@@ -944,6 +963,7 @@ def _load(model: Any, tokenizer: Any) -> tuple[Any, Any]:
 
 def run_bench(model: Any = "offline", tokenizer: Any = None, *, quick: bool = False,
               plan: BenchPlan | None = None, threads: int | None = None,
+              variants: dict[str, Callable[[Any], Any]] | None = None,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Measure this machine and one model: every row of the performance table, in one run.
 
@@ -953,6 +973,8 @@ def run_bench(model: Any = "offline", tokenizer: Any = None, *, quick: bool = Fa
         quick: use :meth:`BenchPlan.quick` (about a minute; notebook 09) instead of :meth:`BenchPlan.full`.
         plan: your own :class:`BenchPlan` (overrides ``quick``).
         threads: torch threads during the bench (default: torch's current setting).
+        variants: ``{name: build}`` where ``build(fp32_model)`` returns a new (e.g. quantized) model to time
+            like raw fp32; default: ``qwenlab.quant.cpu_variants()`` when the plan includes quantization.
         progress: called with a short line after each step (the CLI prints them); None is silent.
 
     Returns:
@@ -982,7 +1004,7 @@ def run_bench(model: Any = "offline", tokenizer: Any = None, *, quick: bool = Fa
         from .generation import build_inputs
 
         inputs = {k: v.to(base.device) for k, v in build_inputs(tokenizer, PROMPT).items()}
-        ctx = _Ctx(base, tokenizer, inputs, bandwidth, plan, say)
+        ctx = _Ctx(base, tokenizer, inputs, bandwidth, plan, say, variants)
         rows = _measure_rows(ctx)
         bandwidth = _best(bandwidth, memory_bandwidth(plan.bandwidth_mib, plan.bandwidth_repeats, device=device))
         _set_limits(rows, bandwidth)
@@ -1015,8 +1037,8 @@ def _measure_rows(ctx: _Ctx) -> list[Timing]:
     ctx.say(f"use_cache=False: {rows[-1].tokens_per_second:.1f} tok/s")
     rows += _context_rows(ctx)
     rows += _batch_rows(ctx)
-    if ctx.plan.quant:
-        rows += _quant_rows(ctx, raw)
+    if ctx.variants is not None or ctx.plan.quant:
+        rows += _quant_rows(ctx, raw, ctx.variants)
     else:
         rows.append(Timing(key="quant", label="quantized variants", group="quant", status="not available",
                            note=f"skipped by the {ctx.plan.name} plan (run `qwenlab bench`)"))

@@ -20,10 +20,27 @@ TINY_PLAN = bench.BenchPlan(new_tokens=5, repeats=2, bf16_new_tokens=3, bf16_rep
                             matmul_size=64, matmul_repeats=2, name="test")
 
 
+def _int8_dynamic(model):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _broken(model):
+    raise ValueError("this variant cannot be built here")
+
+
+VARIANTS = {"int8 dynamic": _int8_dynamic, "broken": _broken}
+
+
 @pytest.fixture(scope="module")
 def report(tiny):
     model, tokenizer = tiny
-    return bench.run_bench(model, tokenizer, plan=TINY_PLAN, threads=1)
+    return bench.run_bench(model, tokenizer, plan=TINY_PLAN, threads=1, variants=VARIANTS)
 
 
 def test_memory_bandwidth_reports_bytes_per_second_of_the_array_it_used():
@@ -97,8 +114,7 @@ def test_report_has_every_row_of_the_table_in_order(report):
     expected = ["raw_fp32", "qwenlab_generate", "raw_bf16", "cache_off", "context_16", "context_48",
                 "batch_1", "batch_2", "batch_4"]
     assert keys[: len(expected)] == expected
-    assert keys[-1] == "llama_cpp"
-    assert any(k.startswith("quant") for k in keys[len(expected):-1])
+    assert keys[len(expected):] == ["quant_int8_dynamic", "quant_broken", "llama_cpp"]
 
 
 def test_measured_rows_have_positive_units(report):
@@ -136,12 +152,18 @@ def test_llama_cpp_row_says_not_installed_when_the_package_is_absent(report):
         assert row.status in ("ok", "not available", "error")
 
 
-def test_quant_rows_are_measured_or_marked(report):
-    for r in report.rows:
-        if r.group == "quant":
-            assert r.status in ("ok", "not available"), f"{r.key}: {r.status} {r.note}"
-            if r.ok:
-                assert r.tokens_per_second > 0 and r.bytes_per_token > 0
+def test_a_quantized_variant_is_timed_with_its_own_smaller_weights(report):
+    row = report.row("quant_int8_dynamic")
+    assert row.ok and row.group == "quant" and row.tokens_per_second > 0 and row.step_seconds
+    # int8 Linear weights (packed, not parameters) are counted at 1 byte: far less than fp32
+    assert row.bytes_per_token < report.row("raw_fp32").bytes_per_token / 2
+    assert row.ratio == pytest.approx(row.tokens_per_second / report.row("raw_fp32").tokens_per_second)
+
+
+def test_a_variant_that_fails_becomes_an_error_row_not_a_crash(report):
+    row = report.row("quant_broken")
+    assert row.status == "error" and "cannot be built here" in row.note and row.tokens_per_second is None
+    assert "error" in str(report)
 
 
 def test_machine_model_and_figures_are_filled_in(report, tiny):
@@ -162,6 +184,8 @@ def test_the_model_is_left_as_it_was(report, tiny):
 
     model, _ = tiny
     assert model.dtype == torch.float32 and not model.training
+    assert bench.decode_traffic(model).weight_bytes == report.traffic.weight_bytes  # no variant touched it
+    assert isinstance(model.model.layers[0].mlp.up_proj, torch.nn.Linear)
 
 
 def test_report_serializes_to_json_table_and_markdown(report):
