@@ -36,6 +36,7 @@ import atexit
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +71,7 @@ DEFAULT_PORT = 8000  # `qwenlab serve`; LM Studio uses 1234, Ollama 11434, `star
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 NO_KEY = "not-needed"  # what clients send when the server has no API key (LM Studio: "lm-studio")
 _API_KEY_ENV = "QWENLAB_API_KEY"
+_WORKDIR_PREFIX = "qwenlab-serve-"
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
@@ -380,6 +382,18 @@ def _watch_parent(parent_pid: int, on_gone: Any) -> None:
     threading.Thread(target=poll, daemon=True, name="qwenlab-parent-watch").start()
 
 
+def _resolve_safe(model: str | os.PathLike) -> Any:
+    """``models.resolve``, refusing a folder without safetensors weights (pickle ``.bin`` can run code)."""
+    from .hub import folder_weights
+    from .models import resolve
+
+    where = resolve(model)
+    if not where.gguf_file and folder_weights(where.folder) != "safetensors":
+        raise ServeError(f"{where.folder} has no complete safetensors weights; the server loads only safetensors "
+                         "(pickle .bin files can run code): use a safetensors copy of the model.")
+    return where
+
+
 def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                name: str | None = None, reasoning: str = "auto", device: str = "auto", dtype: str = "auto",
                api_key: str | None = None, port_file: str | None = None, parent_pid: int | None = None,
@@ -393,14 +407,10 @@ def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DE
     """
     import uvicorn
 
-    from .hub import folder_weights
-    from .models import choose_device, choose_dtype, resolve
+    from .models import choose_device, choose_dtype
 
     check_host(host, api_key)
-    where = resolve(model)
-    if not where.gguf_file and folder_weights(where.folder) != "safetensors":
-        raise ServeError(f"{where.folder} has no safetensors weights; the server loads only safetensors "
-                         "(pickle .bin files can run code): convert the model or use another folder.")
+    where = _resolve_safe(model)
     device = choose_device(device)
     torch_dtype, _ = choose_dtype(device, dtype)
     name = name or served_name(model)
@@ -411,13 +421,18 @@ def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DE
     app = build_app(_model_ref(where.folder, where.gguf_file), name, aliases=aliases, reasoning=reasoning,
                     device=device, dtype=str(torch_dtype).removeprefix("torch."), api_key=api_key)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
+    orphaned = threading.Event()
     if parent_pid:
         def parent_gone() -> None:
+            orphaned.set()
             server.should_exit = True
             threading.Timer(15.0, os._exit, args=(0,)).start()  # if a generation blocks the shutdown
 
         _watch_parent(parent_pid, parent_gone)
     server.run(sockets=[sock])
+    workdir = Path(port_file).parent if port_file else None
+    if orphaned.is_set() and workdir is not None and workdir.name.startswith(_WORKDIR_PREFIX):
+        shutil.rmtree(workdir, ignore_errors=True)  # nobody is left to read the log
 
 
 # --------------------------------------------------------------------------------------- the handle
@@ -433,7 +448,7 @@ class Server:
         base_url: what clients need, e.g. ``http://127.0.0.1:43117/v1``.
         model: the model id to send (``/v1/models`` lists it).
         api_key: the key clients send (``"not-needed"`` when the server has none; any text works then).
-        log_path: the server's log (requests, errors).
+        log_path: the server's log (requests, errors), kept until ``stop()``.
     """
 
     base_url: str
@@ -462,10 +477,14 @@ class Server:
         return _tail(self.log_path, lines)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop the server and everything it started; afterwards the port is free. Safe to call twice."""
+        """Stop the server and everything it started; afterwards the port is free and its log is deleted.
+
+        Safe to call twice."""
         _terminate(self._proc, timeout)
         if self in _RUNNING:
             _RUNNING.remove(self)
+        if self.log_path.parent.name.startswith(_WORKDIR_PREFIX):
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
     def __enter__(self) -> "Server":
         return self
@@ -603,17 +622,15 @@ def start(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, a
 
     Taught in ``08_serve.ipynb``.
     """
-    from .models import resolve
-
     if reasoning not in ("auto", "on", "off"):
         raise ValueError(f"reasoning must be 'auto', 'on' or 'off', got {reasoning!r}.")
     check_host(host, api_key)
-    where = resolve(model)  # fails here, fast and clearly, for an unknown or missing model
+    where = _resolve_safe(model)  # fails here, fast and clearly, for an unknown, missing or unsafe model
     if host in LOOPBACK_HOSTS:
         _bypass_proxy_for_loopback()
     name = name or served_name(model)
     child_model = str(where.folder / where.gguf_file) if where.gguf_file else str(where.folder)
-    workdir = Path(tempfile.mkdtemp(prefix="qwenlab-serve-"))
+    workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
     log_path, port_file = workdir / "server.log", workdir / "port.json"
     began = time.perf_counter()
     with open(log_path, "wb") as log:
@@ -643,8 +660,8 @@ def _wait_ready(proc: subprocess.Popen, host: str, port_file: Path, log_path: Pa
     probe_host = "[::1]" if host in ("::", "::1") else probe_host
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServeError(f"The server exited (code {proc.returncode}) before answering; its log ends with:\n"
-                             f"{_tail(log_path, 15)}")
+            raise ServeError(f"The server exited (code {proc.returncode}) before answering; its log ({log_path}) "
+                             f"ends with:\n{_tail(log_path, 15)}")
         if port is None and port_file.is_file():
             try:
                 port = json.loads(port_file.read_text())["port"]
@@ -654,7 +671,7 @@ def _wait_ready(proc: subprocess.Popen, host: str, port_file: Path, log_path: Pa
             return port
         time.sleep(0.25)
     raise ServeError(f"The server did not answer within {timeout:.0f} s (a slow or busy machine?); "
-                     f"raise timeout=... . Its log ends with:\n{_tail(log_path, 15)}")
+                     f"raise timeout=... . Its log ({log_path}) ends with:\n{_tail(log_path, 15)}")
 
 
 # --------------------------------------------------------------------------------------- command line

@@ -117,6 +117,13 @@ def test_unknown_model_fails_before_starting_a_process():
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
+def test_pickle_only_folder_is_refused_before_starting(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(serve.ServeError, match="safetensors"):
+        serve.start(tmp_path)
+
+
 def test_served_names():
     assert serve.served_name("offline") == "offline"
     assert serve.served_name("/somewhere/Qwen2.5-Coder-0.5B-Instruct") == "Qwen2.5-Coder-0.5B-Instruct"
@@ -152,6 +159,7 @@ def test_api_key_reasoning_default_and_stop(tiny_dir):
     assert srv.pid not in {p.pid for p in psutil.Process().children(recursive=True)}
     assert _port_is_free("127.0.0.1", srv.port)
     assert srv not in serve.running_servers()
+    assert not srv.log_path.exists()  # its temporary folder is cleaned up
     srv.stop()  # twice is fine
 
 
@@ -159,7 +167,7 @@ def test_server_exits_when_its_parent_is_killed(tiny_dir, tmp_path):
     """A notebook kernel that is restarted (killed) must not leave its server behind."""
     script = ("import sys, time, json; from qwenlab import serve\n"
               f"s = serve.start({str(tiny_dir)!r}, timeout={SLOW})\n"
-              "print(json.dumps({'pid': s.pid, 'port': s.port}), flush=True)\n"
+              "print(json.dumps({'pid': s.pid, 'port': s.port, 'log': str(s.log_path)}), flush=True)\n"
               "time.sleep(3600)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
@@ -174,6 +182,7 @@ def test_server_exits_when_its_parent_is_killed(tiny_dir, tmp_path):
             time.sleep(0.5)
         assert _gone(child["pid"]), "the server outlived its parent"
         assert _port_is_free("127.0.0.1", child["port"])
+        assert not os.path.exists(child["log"])  # the orphaned server cleaned up its temporary folder
     finally:
         parent.kill()
         if "child" in locals() and not _gone(child["pid"]):
