@@ -642,8 +642,10 @@ def start(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, a
         )
     try:
         bound = _wait_ready(proc, host, port_file, log_path, timeout)
-    except BaseException:  # timeout, a failed load, or Ctrl-C while waiting: leave nothing behind
+    except BaseException as err:  # timeout, a failed load, or Ctrl-C while waiting: leave nothing behind
         _terminate(proc, 10.0)
+        if not isinstance(err, ServeError):  # a ServeError names the log: keep it for reading
+            shutil.rmtree(workdir, ignore_errors=True)
         raise
     url_host = f"[{host}]" if ":" in host else host
     server = Server(base_url=f"http://{url_host}:{bound}/v1", model=name, api_key=api_key or NO_KEY, host=host,
