@@ -56,3 +56,14 @@ def offline(offline_dir):
     import qwenlab
 
     return qwenlab.load_model("offline", device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny model is ms-fast on one thread; on a shared, loaded 2-core machine two threads crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,17 +19,6 @@ SYSTEM = "You are a terse assistant."
 
 
 @pytest.fixture
-def one_thread():
-    """The tiny model is ms-fast on one thread; on a shared, loaded 2-core machine two threads crawl."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def conv(tiny, one_thread):
     model, tokenizer = tiny
     return Conversation(model, tokenizer, system=SYSTEM, max_context_tokens=160, max_new_tokens=8)

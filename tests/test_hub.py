@@ -20,20 +20,11 @@ from qwenlab.catalog import UnknownModelError
 from qwenlab.models import ModelNotAvailableError
 from qwenlab.paths import models_dir
 from tests.conftest import PROBE
-from tests.test_mirror import REPO, MiB, isolated_home, make_repo, sha256  # noqa: F401  (fixture re-used)
+from tests.test_mirror import (  # noqa: F401  (fixtures re-used)
+    REPO, MiB, isolated_home, make_repo, repo_dir, server, sha256,
+)
 
 WEIGHTS = "model.safetensors"
-
-
-@pytest.fixture(scope="module")
-def repo_dir(tmp_path_factory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("repo") / "tiny-model")
-
-
-@pytest.fixture
-def server(repo_dir):
-    with mirror.MirrorServer({REPO: repo_dir}) as srv:
-        yield srv
 
 
 class _DownAfterDrop(mirror._Handler):

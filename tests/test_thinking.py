@@ -269,17 +269,6 @@ def test_thinking_view_runs_a_model_live(tiny, one_thread):
     assert split.state in STATES and view.state_html.value
 
 
-@pytest.fixture
-def one_thread():
-    """The tiny model is ms-fast on one thread; on a shared, loaded 2-core machine two threads crawl."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def offline_tok():
     """The offline model's tokenizer (Qwen2.5 template: no thinking mode); no weights loaded."""
