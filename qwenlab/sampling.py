@@ -456,6 +456,7 @@ def next_token_distribution(
     return distribution_from_logits(tokenizer, input_ids, logits, top=top, **merged)
 
 
+_KEPT, _REMOVED = "#4878cf", "#d0d0d0"
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
               "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
 
@@ -483,6 +484,9 @@ def _drawable_labels(dist: NextTokenDistribution, family: list[str]) -> list[str
 def plot_distribution(dist: NextTokenDistribution, axes: Any = None, show_off: bool = True) -> Any:
     """Bar charts of the shown tokens' probabilities, one panel per stage, removed tokens greyed out.
 
+    A removed token keeps a grey bar at the probability it had before it was removed, so you see what
+    each step cut; the blue bars are what can still be chosen (renormalized).
+
     Args:
         dist: from :func:`next_token_distribution`.
         axes: a sequence of matplotlib axes, one per stage (default: a new figure).
@@ -503,9 +507,11 @@ def plot_distribution(dist: NextTokenDistribution, axes: Any = None, show_off: b
         fig = axes[0].figure
     top = max(max(s.probs) for s in stages) or 1.0
     y = list(range(len(dist.tokens)))
+    before = list(stages[0].probs)  # each token's probability when it was last kept
     for ax, stage in zip(axes, stages):
-        colors = ["#4878cf" if keep else "#d0d0d0" for keep in stage.kept]
-        ax.barh(y, stage.probs, color=colors, edgecolor=["none" if k else "#a0a0a0" for k in stage.kept])
+        ax.barh(y, [0.0 if keep else b for b, keep in zip(before, stage.kept)], color=_REMOVED)
+        ax.barh(y, [p if keep else 0.0 for p, keep in zip(stage.probs, stage.kept)], color=_KEPT)
+        before = [p if keep else b for p, b, keep in zip(stage.probs, before, stage.kept)]
         ax.set_xlim(0, top * 1.15)
         ax.set_title(f"{stage.label}\n{stage.n_kept:,} kept", fontsize=9,
                      color="black" if stage.active else "#909090")
@@ -515,9 +521,13 @@ def plot_distribution(dist: NextTokenDistribution, axes: Any = None, show_off: b
                 ax.text(p, i, f" {p:.2f}", va="center", fontsize=7)
     axes[0].set_yticks(y)
     family = _font_family()
-    axes[0].set_yticklabels(_drawable_labels(dist, family), fontfamily=family)
+    labels = _drawable_labels(dist, family)
+    axes[0].set_yticklabels(labels, fontfamily=family)
     axes[0].invert_yaxis()
-    fig.supxlabel("probability (grey = removed)", fontsize=9)
+    note = "probability (blue = can be chosen, grey = removed)"
+    if labels != dist.tokens:
+        note += "\n'id N': no Chinese (CJK) font installed to draw that token; its text is in dist.tokens"
+    fig.supxlabel(note, fontsize=9)
     fig.tight_layout()
     return fig
 
