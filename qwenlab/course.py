@@ -121,11 +121,14 @@ def setup_notebook(seed: int = 0, announce: bool = True) -> CourseSetup:
     return setup
 
 
+last_check: bool | None = None
+
+
 class ExerciseError(AssertionError):
     """An exercise check failed while ``QWENLAB_STRICT_CHECKS=1`` (set by ``make test``)."""
 
 
-def check(label: str, answer: Any, test: Callable[[Any], bool] | bool, hint: str = "") -> bool | None:
+def check(label: str, answer: Any, test: Callable[[Any], bool] | bool, hint: str = "") -> None:
     """Check a student's answer to an exercise and show ✅ / ❌ (with a hint) / ⏳ (not answered yet).
 
     Args:
@@ -134,10 +137,14 @@ def check(label: str, answer: Any, test: Callable[[Any], bool] | bool, hint: str
         test: a function ``answer -> bool``, or an already computed bool.
         hint: shown when the answer is wrong.
 
-    Never raises in class, so a notebook always runs top to bottom. Under ``make test``
+    Returns None (so a notebook cell shows only the verdict line); the last verdict is kept in
+    ``qwenlab.course.last_check`` (True / False / None). Never raises in class, so a notebook always
+    runs top to bottom. Under ``make test``
     (``QWENLAB_STRICT_CHECKS=1``) a wrong answer raises :class:`ExerciseError`, so the reference
     solutions at the end of each notebook are proven to pass.
     """
+    global last_check
+    last_check = None
     if answer is None or answer is Ellipsis:
         _show(f"⏳ {label}: 尚未作答 (not answered yet)")
         return None
@@ -145,13 +152,14 @@ def check(label: str, answer: Any, test: Callable[[Any], bool] | bool, hint: str
         passed = bool(test(answer) if callable(test) else test)
     except Exception as err:  # a student's half-written answer must not crash the check
         passed, hint = False, f"{hint} (check raised {type(err).__name__}: {err})".strip()
+    last_check = passed
     if passed:
         _show(f"✅ {label}: 正确 (correct)")
     else:
         _show(f"❌ {label}: 还不对 (not yet). {hint}".rstrip())
         if os.environ.get("QWENLAB_STRICT_CHECKS") == "1":
             raise ExerciseError(f"{label}: {hint}")
-    return passed
+    return None
 
 
 def _show(line: str) -> None:

@@ -5,12 +5,14 @@ Taught in ``00_quickstart.ipynb``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from . import catalog
 from .env import bf16_native
@@ -193,6 +195,22 @@ def summarize(model: Any) -> ModelSummary:
     )
 
 
+@contextlib.contextmanager
+def _quiet_optional_import_logs() -> Iterator[None]:
+    """transformers imports torchao (when installed) while loading; on a CPU that import logs warnings
+    about CUDA-only kernels and torch.compile internals that mean nothing to a student. Mute them
+    (and only them) while loading; errors still show."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 class LoadedModel(NamedTuple):
     """``(model, tokenizer)``; unpack it, or use ``.summary`` for a table of what was loaded."""
 
@@ -257,9 +275,10 @@ def load_model(
             )
         kwargs["use_safetensors"] = weights == "safetensors"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where.folder, **{k: v for k, v in kwargs.items()
-                                                                    if k != "use_safetensors"})
-        model = AutoModelForCausalLM.from_pretrained(where.folder, dtype=torch_dtype, **kwargs)
+        with _quiet_optional_import_logs():
+            tokenizer = AutoTokenizer.from_pretrained(where.folder, **{k: v for k, v in kwargs.items()
+                                                                        if k != "use_safetensors"})
+            model = AutoModelForCausalLM.from_pretrained(where.folder, dtype=torch_dtype, **kwargs)
     except (KeyError, ValueError) as err:
         if "model type" in str(err) or "qwen" in str(err).lower() and "recognize" in str(err):
             import transformers

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 import qwenlab
+from qwenlab import course
 from qwenlab.course import ExerciseError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,21 +18,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_check_unanswered_is_never_an_error(monkeypatch, capsys):
     monkeypatch.setenv("QWENLAB_STRICT_CHECKS", "1")
-    assert qwenlab.check("练习 1", None, lambda a: a == 1) is None
+    assert qwenlab.check("练习 1", None, lambda a: a == 1) is None  # nothing extra shows in a notebook
+    assert course.last_check is None
     assert "尚未作答" in capsys.readouterr().out
 
 
 def test_check_right_and_wrong_answers(monkeypatch, capsys):
     monkeypatch.delenv("QWENLAB_STRICT_CHECKS", raising=False)
-    assert qwenlab.check("练习 1", 3, lambda a: a == 3) is True
-    assert qwenlab.check("练习 1", 4, lambda a: a == 3, hint="试试 3") is False
+    qwenlab.check("练习 1", 3, lambda a: a == 3)
+    assert course.last_check is True
+    qwenlab.check("练习 1", 4, lambda a: a == 3, hint="试试 3")
+    assert course.last_check is False
     out = capsys.readouterr().out
     assert "✅" in out and "❌" in out and "试试 3" in out
 
 
 def test_check_survives_a_test_that_raises(monkeypatch, capsys):
     monkeypatch.delenv("QWENLAB_STRICT_CHECKS", raising=False)
-    assert qwenlab.check("练习 2", "abc", lambda a: a + 1 > 0) is False
+    qwenlab.check("练习 2", "abc", lambda a: a + 1 > 0)
+    assert course.last_check is False
     assert "TypeError" in capsys.readouterr().out
 
 
