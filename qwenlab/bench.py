@@ -144,6 +144,8 @@ class Timing:
         ratio / baseline: tokens_per_second (or, for ``qwenlab_generate``, wall time) vs another row.
         roofline_tokens_per_second: the bandwidth limit for this row (bandwidth / bytes per token).
         step_seconds: the seconds of each decode step of the median run (for plots).
+        keeps_answers: quantized rows: whether greedy answers to a sample of the probe questions are
+            those of raw fp32 (None where not checked); a row that changes them is never the "best path".
     """
 
     key: str
@@ -166,6 +168,7 @@ class Timing:
     baseline: str | None = None
     step_seconds: list[float] = field(default_factory=list)
     note: str = ""
+    keeps_answers: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -199,6 +202,7 @@ class BenchPlan:
     quant: bool = True
     quant_new_tokens: int = 16
     quant_repeats: int = 2
+    quant_probes: int = 4
     llama_cpp: bool = True
     bandwidth_mib: int = 256
     bandwidth_repeats: int = 5
@@ -300,7 +304,7 @@ class BenchReport:
         if f.get("overhead_ratio") is not None:
             lines.append(f"qwenlab.generate / raw generate: {f['overhead_ratio']:.3f} (goal >= 0.97)")
         if f.get("best_path"):
-            lines.append(f"best CPU path: {f['best_path']} = {f['best_vs_raw_fp32']:.2f} x raw fp32, "
+            lines.append(f"best CPU path (answers kept): {f['best_path']} = {f['best_vs_raw_fp32']:.2f} x raw fp32, "
                          f"{f['best_vs_roofline_percent']:.0f}% of its roofline")
         lines.append("llama.cpp vs best: " + (f"{f['llama_cpp_vs_best']:.2f}" if f.get("llama_cpp_vs_best")
                                               else "not measured (llama-cpp-python not installed)"))
@@ -803,6 +807,7 @@ def _quant_rows(ctx: _Ctx, raw: Timing, variants: Any = None) -> list[Timing]:
                            note="qwenlab.quant offers no cpu_variants() in this version")]
     rows = []
     before = decode_traffic(ctx.model).weight_bytes
+    questions, expected = _answer_check(ctx)
     for name, build in _variant_items(variants):
         key = "quant_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())
         try:
@@ -814,6 +819,8 @@ def _quant_rows(ctx: _Ctx, raw: Timing, variants: Any = None) -> list[Timing]:
             row = _generate_row(ctx, model, key, name, "quant", ctx.plan.quant_new_tokens,
                                 ctx.plan.quant_repeats)
             row.ratio, row.baseline = row.tokens_per_second / raw.tokens_per_second, "raw_fp32"
+            if questions:
+                _check_answers(row, model, ctx.tokenizer, questions, expected)
             del model
         except Exception as err:  # one broken variant must not lose the whole table
             row = Timing(key=key, label=name, group="quant", status="error", note=f"{type(err).__name__}: {err}")
@@ -821,6 +828,28 @@ def _quant_rows(ctx: _Ctx, raw: Timing, variants: Any = None) -> list[Timing]:
         ctx.say(f"{name}: {row.status}")
         rows.append(row)
     return rows
+
+
+def _answer_check(ctx: _Ctx) -> tuple[list, list[str]]:
+    """A sample of the probe questions and raw fp32's greedy answers to them (``[], []`` when off)."""
+    if ctx.plan.quant_probes <= 0:
+        return [], []
+    from .quant import probe_answers, probes
+
+    items = probes()
+    questions = items[::max(1, len(items) // ctx.plan.quant_probes)][:ctx.plan.quant_probes]  # zh and en
+    return questions, probe_answers(ctx.model, ctx.tokenizer, questions, max_new_tokens=8)
+
+
+def _check_answers(row: Timing, model: Any, tokenizer: Any, questions: list, expected: list[str]) -> None:
+    from .quant import probe_answers, same_answer
+
+    got = probe_answers(model, tokenizer, questions, max_new_tokens=8)
+    changed = [(a, b) for a, b in zip(expected, got) if not same_answer(a, b)]
+    row.keeps_answers = not changed
+    row.note = (f"answers {len(got) - len(changed)}/{len(got)} same as fp32"
+                + (f"; e.g. {changed[0][0]!r} -> {changed[0][1]!r}" if changed else "")
+                + (f"; {row.note}" if row.note else ""))
 
 
 def _variant_items(variants: Any) -> list[tuple[str, Callable[[Any], Any]]]:
@@ -937,7 +966,8 @@ def _installed(dist: str) -> str | None:
 def _figures(rows: list[Timing]) -> dict:
     by = {r.key: r for r in rows if r.ok}
     raw = by.get("raw_fp32")
-    single = [r for r in rows if r.ok and r.group in ("dtype", "quant", "llama.cpp") and r.batch == 1]
+    single = [r for r in rows if r.ok and r.group in ("dtype", "quant", "llama.cpp") and r.batch == 1
+              and r.keeps_answers is not False]
     best = max(single, key=lambda r: r.tokens_per_second or 0.0, default=None)
     out: dict[str, Any] = {"overhead_ratio": by["qwenlab_generate"].ratio if "qwenlab_generate" in by else None,
                            "best_path": None, "best_vs_raw_fp32": None, "best_vs_roofline_percent": None,
@@ -1043,7 +1073,7 @@ def _measure_rows(ctx: _Ctx) -> list[Timing]:
         rows.append(Timing(key="quant", label="quantized variants", group="quant", status="not available",
                            note=f"skipped by the {ctx.plan.name} plan (run `qwenlab bench`)"))
     if ctx.plan.llama_cpp:
-        best = max((r for r in rows if r.ok and r.group in ("dtype", "quant")),
+        best = max((r for r in rows if r.ok and r.group in ("dtype", "quant") and r.keeps_answers is not False),
                    key=lambda r: r.tokens_per_second or 0.0)
         rows.append(_llama_cpp_row(ctx, best))
     return rows

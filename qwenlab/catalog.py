@@ -14,6 +14,7 @@ from typing import Mapping
 __all__ = [
     "ModelInfo",
     "CATALOG",
+    "PREQUANTIZED",
     "DEFAULT_MODEL",
     "OFFLINE_MODEL",
     "UnknownModelError",
@@ -21,6 +22,7 @@ __all__ = [
     "find",
     "closest",
     "recommended_sampling",
+    "quantized_versions",
 ]
 
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
@@ -44,6 +46,8 @@ class ModelInfo:
         quantized_of: for pre-quantized repos, the name of the full-precision model.
         quant_method: "gptq-int4", "awq", "gguf", ... (pre-quantized repos only).
         requires_cuda: True when the weights need a CUDA GPU to load (GPTQ / AWQ kernels).
+        gguf_file: for GGUF repos, the one file qwenlab downloads and loads (a GGUF repo holds one
+            file per quantization level; the others are not needed).
     """
 
     name: str
@@ -58,6 +62,7 @@ class ModelInfo:
     quantized_of: str | None = None
     quant_method: str | None = None
     requires_cuda: bool = False
+    gguf_file: str | None = None
 
     @property
     def size_gb(self) -> float:
@@ -128,6 +133,50 @@ CATALOG: dict[str, ModelInfo] = {
 }
 
 
+def _quantized(base: ModelInfo, suffix: str, method: str, disk_bytes: int, notes: str, *,
+               requires_cuda: bool = False, gguf_file: str | None = None) -> ModelInfo:
+    """A pre-quantized repo published by Qwen next to ``base`` (same architecture and chat template)."""
+    return ModelInfo(
+        name=f"{base.name}-{suffix}", hf_id=f"{base.hf_id}-{suffix}", modelscope_id=f"{base.modelscope_id}-{suffix}",
+        params=base.params, disk_bytes=disk_bytes, thinking=base.thinking, sampling=base.sampling, notes=notes,
+        quantized_of=base.name, quant_method=method, requires_cuda=requires_cuda, gguf_file=gguf_file)
+
+
+_Q25 = CATALOG["Qwen/Qwen2.5-0.5B-Instruct"]
+_Q3 = CATALOG["Qwen/Qwen3-0.6B"]
+
+#: The official pre-quantized repos of the course models (sizes approximate). GPTQ / AWQ need a CUDA GPU
+#: (their kernels come from gptqmodel); the GGUF files run on any CPU in llama.cpp / Ollama / LM Studio, and
+#: transformers can load one by de-quantizing it to float. Taught in ``07_quantization.ipynb``.
+PREQUANTIZED: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        _quantized(_Q25, "GPTQ-Int4", "gptq-int4", 460_000_000, "GPTQ 4-bit, 仅限 CUDA GPU (needs CUDA)",
+                   requires_cuda=True),
+        _quantized(_Q25, "GPTQ-Int8", "gptq-int8", 650_000_000, "GPTQ 8-bit, 仅限 CUDA GPU (needs CUDA)",
+                   requires_cuda=True),
+        _quantized(_Q25, "AWQ", "awq-int4", 460_000_000, "AWQ 4-bit, 仅限 CUDA GPU (needs CUDA)", requires_cuda=True),
+        _quantized(_Q25, "GGUF", "gguf-q4_k_m", 491_000_000, "GGUF Q4_K_M: llama.cpp / Ollama / LM Studio 的格式",
+                   gguf_file="qwen2.5-0.5b-instruct-q4_k_m.gguf"),
+        _quantized(_Q3, "GPTQ-Int8", "gptq-int8", 760_000_000, "GPTQ 8-bit, 仅限 CUDA GPU (needs CUDA)",
+                   requires_cuda=True),
+        _quantized(_Q3, "GGUF", "gguf-q8_0", 640_000_000, "GGUF Q8_0: llama.cpp / Ollama / LM Studio 的格式",
+                   gguf_file="Qwen3-0.6B-Q8_0.gguf"),
+    ]
+}
+
+
+def quantized_versions(name: str) -> list[ModelInfo]:
+    """The official pre-quantized repos of a catalog model (``[]`` when Qwen published none here).
+
+    Example:
+        >>> [m.quant_method for m in quantized_versions("Qwen/Qwen3-0.6B")]
+        ['gptq-int8', 'gguf-q8_0']
+    """
+    base = get(name).name
+    return [m for m in PREQUANTIZED.values() if m.quantized_of == base]
+
+
 class UnknownModelError(ValueError):
     """A model name that is neither in the catalog nor a local path."""
 
@@ -153,7 +202,7 @@ def _size_tag(name: str) -> str | None:
 def find(name: str) -> ModelInfo | None:
     """Return the catalog entry for ``name`` (case-insensitive; HF id, ModelScope id, bare name or alias)."""
     key = _norm(name)
-    for info in CATALOG.values():
+    for info in (*CATALOG.values(), *PREQUANTIZED.values()):
         candidates = {info.name, info.hf_id, info.modelscope_id, *info.aliases}
         candidates |= {c.split("/", 1)[-1] for c in candidates}
         if key in {_norm(c) for c in candidates}:

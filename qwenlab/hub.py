@@ -253,15 +253,18 @@ def _manifest_sizes_ok(folder: Path) -> bool:
 
 
 def folder_weights(folder: Path) -> str | None:
-    """What weights a model folder holds: "safetensors", "pickle" (``.bin``/``.pt``) or None.
+    """What weights a model folder holds: "safetensors", "pickle" (``.bin``/``.pt``), "gguf" or None.
 
     None also when the folder is incomplete: no config.json, a shard named in the index missing, a
     truncated .safetensors file (shorter than its header says), or a file smaller than qwenlab's
-    download manifest recorded.
+    download manifest recorded. "gguf" is a folder with no config.json but a ``.gguf`` file (a GGUF repo:
+    the file carries config and tokenizer; qwenlab puts it in place only once it is complete).
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file() or not _manifest_sizes_ok(folder):
+    if not _manifest_sizes_ok(folder):
         return None
+    if not (folder / "config.json").is_file():
+        return "gguf" if any(folder.glob("*.gguf")) else None
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -310,29 +313,37 @@ def _folder_for(repo_id: str) -> Path:
     return models_dir() / repo_id.replace("/", "--")
 
 
-def find_local(repo_ids: list[str], modelscope_ids: list[str] | None = None) -> tuple[Path, str] | None:
+def find_local(repo_ids: list[str], modelscope_ids: list[str] | None = None,
+               gguf_file: str | None = None) -> tuple[Path, str] | None:
     """Look for a complete copy of a model on disk, before any download.
 
-    Order: qwenlab's own folders, the Hugging Face cache, the ModelScope cache.
+    Order: qwenlab's own folders, the Hugging Face cache, the ModelScope cache. With ``gguf_file`` (a
+    GGUF repo of the catalog) the folder must hold that file.
 
     Returns:
         (folder, where) or None. ``where`` says which cache it came from.
     """
     for repo_id in repo_ids:
         folder = _folder_for(repo_id)
-        if folder_weights(folder):
+        if _complete(folder, gguf_file):
             return folder, "qwenlab cache"
     from huggingface_hub import try_to_load_from_cache
 
     for repo_id in repo_ids:
-        hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=hf_cache_dir())
-        if isinstance(hit, str) and folder_weights(Path(hit).parent):
+        hit = try_to_load_from_cache(repo_id, gguf_file or "config.json", cache_dir=hf_cache_dir())
+        if isinstance(hit, str) and _complete(Path(hit).parent, gguf_file):
             return Path(hit).parent, "Hugging Face cache"
     for repo_id in modelscope_ids or []:
         for folder in _modelscope_candidates(repo_id):
-            if folder_weights(folder):
+            if _complete(folder, gguf_file):
                 return folder, "ModelScope cache"
     return None
+
+
+def _complete(folder: Path, gguf_file: str | None) -> bool:
+    if gguf_file:
+        return (folder / gguf_file).is_file() and folder_weights(folder) == "gguf"
+    return folder_weights(folder) in ("safetensors", "pickle")
 
 
 # ---- download: data ---------------------------------------------------------------------------------
@@ -458,6 +469,11 @@ class _Target:
     hf_id: str
     modelscope_id: str
     in_catalog: bool
+    gguf_file: str | None = None  # a GGUF repo: only this file is downloaded
+
+    def wants(self, path: str) -> bool:
+        """Whether a file of the repo is downloaded: the needed files, or the one GGUF file of a GGUF repo."""
+        return path == self.gguf_file if self.gguf_file else _needed(path)
 
     def repo_for(self, source: Source) -> str:
         return self.modelscope_id if source.kind == "modelscope" else self.hf_id
@@ -468,7 +484,7 @@ def _target(name: str) -> _Target:
 
     info = catalog.find(name)
     if info is not None:
-        return _Target(info.name, info.hf_id, info.modelscope_id, True)
+        return _Target(info.name, info.hf_id, info.modelscope_id, True, info.gguf_file)
     from .models import _HUB_ID
 
     if "/" not in name or not _HUB_ID.fullmatch(name):
@@ -699,7 +715,12 @@ class _NotFound(Exception):
     pass
 
 
-def _hub_files(source: Source, repo_id: str, revision: str | None) -> tuple[str, list[_RemoteFile]]:
+class _WrongRepo(DownloadError):
+    """The repo exists but lacks what qwenlab needs (no safetensors, no config.json, not the GGUF file)."""
+
+
+def _hub_files(source: Source, repo_id: str, revision: str | None,
+               wants: Any = None) -> tuple[str, list[_RemoteFile]]:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
@@ -712,19 +733,24 @@ def _hub_files(source: Source, repo_id: str, revision: str | None) -> tuple[str,
         raise _NotFound(f"{repo_id} not found") from err
     remote = [
         _RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None, None if s.lfs else s.blob_id)
-        for s in info.siblings or [] if _needed(s.rfilename)
+        for s in info.siblings or [] if (wants or _needed)(s.rfilename)
     ]
     return info.sha, remote
 
 
-def _check_safetensors(remote: list[_RemoteFile], repo_id: str, source: Source) -> None:
+def _check_safetensors(remote: list[_RemoteFile], repo_id: str, source: Source, gguf_file: str | None = None) -> None:
+    if gguf_file:
+        if not any(rf.path == gguf_file for rf in remote):
+            raise _WrongRepo(f"{repo_id} on {source.name} has no file {gguf_file}; the repo may have renamed it. "
+                                "Download the .gguf you want by hand and load it by path: load_model('file.gguf').")
+        return
     if not any(rf.path.endswith(".safetensors") for rf in remote):
-        raise DownloadError(
+        raise _WrongRepo(
             f"{repo_id} on {source.name} has no *.safetensors weights; qwenlab only downloads safetensors "
             "(pickle .bin weights can run code when loaded). Pick a repo with safetensors weights."
         )
     if not any(rf.path == _LAST_FILE for rf in remote):
-        raise DownloadError(f"{repo_id} on {source.name} has no config.json, so it is not a transformers model.")
+        raise _WrongRepo(f"{repo_id} on {source.name} has no config.json, so it is not a transformers model.")
 
 
 def _download_hub(source: Source, target: _Target, folder: Path, revision: str | None, progress: bool,
@@ -732,8 +758,8 @@ def _download_hub(source: Source, target: _Target, folder: Path, revision: str |
     from huggingface_hub import hf_hub_url
 
     repo_id = target.repo_for(source)
-    commit, remote = _hub_files(source, repo_id, revision)
-    _check_safetensors(remote, repo_id, source)
+    commit, remote = _hub_files(source, repo_id, revision, target.wants)
+    _check_safetensors(remote, repo_id, source, target.gguf_file)
 
     def fetch_one(rf: _RemoteFile, bar: Any) -> tuple[int, int]:
         url = hf_hub_url(repo_id, rf.path, revision=commit, endpoint=source.url)
@@ -756,8 +782,8 @@ def _download_modelscope(source: Source, target: _Target, folder: Path, revision
         if "not exist" in str(err).lower() or "404" in str(err) or "not found" in str(err).lower():
             raise _NotFound(f"{repo_id} not found") from err
         raise
-    remote = [_RemoteFile(f["Path"], int(f["Size"])) for f in listing if _needed(f["Path"])]
-    _check_safetensors(remote, repo_id, source)
+    remote = [_RemoteFile(f["Path"], int(f["Size"])) for f in listing if target.wants(f["Path"])]
+    _check_safetensors(remote, repo_id, source, target.gguf_file)
     staging = folder / _STATE_DIR / "modelscope"
 
     def fetch_one(rf: _RemoteFile, bar: Any) -> tuple[int, int]:
@@ -840,6 +866,7 @@ def fetch(
     sources = _as_sources(source)
     probes = probe(probe_timeout, {s.name + "|" + s.url: s.url for s in sources})
     attempts: list[Attempt] = []
+    wrong: _WrongRepo | None = None  # said in full at the end: it tells the user what to do
     for src, pr in zip(sources, probes):
         if not pr.ok:
             attempts.append(Attempt(src.name, src.url, "unreachable", pr.detail))
@@ -853,6 +880,7 @@ def fetch(
             attempts.append(Attempt(src.name, src.url, "not found", str(err)))
             continue
         except Exception as err:  # any failure of one source: note it, try the next one
+            wrong = err if isinstance(err, _WrongRepo) else wrong
             attempts.append(Attempt(src.name, src.url, "failed", f"{type(err).__name__}: {str(err)[:160]}"))
             continue
         attempts.append(Attempt(src.name, src.url, "used"))
@@ -866,6 +894,8 @@ def fetch(
         files = [FileResult(p, meta["size"], "kept") for p, meta in manifest.get("files", {}).items()]
         return DownloadReport(target.name, manifest.get("repo_id", target.hf_id), folder, "on disk (not re-checked)",
                               "", manifest.get("commit"), files, attempts, time.perf_counter() - start)
+    if wrong is not None:
+        raise wrong
     raise _failure(target, attempts, folder)
 
 

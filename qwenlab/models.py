@@ -91,9 +91,11 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True) -> Resolved:
         from .offline import ensure_offline_model
 
         return Resolved(info.name, ensure_offline_model(), None, "offline model (PyPI)", info)
-    hit = find_local([info.hf_id], [info.modelscope_id])
+    if info.requires_cuda:
+        _require_cuda_for(info)
+    hit = find_local([info.hf_id], [info.modelscope_id], info.gguf_file)
     if hit:
-        return Resolved(info.name, hit[0], None, hit[1], info)
+        return Resolved(info.name, hit[0], info.gguf_file, hit[1], info)
     if download:
         try:
             from .hub import download as hub_download  # provided by the download issue
@@ -101,8 +103,27 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True) -> Resolved:
             hub_download = None
         if hub_download is not None:
             folder = hub_download(info.name)
-            return Resolved(info.name, Path(folder), None, "downloaded", info)
+            return Resolved(info.name, Path(folder), info.gguf_file, "downloaded", info)
     raise ModelNotAvailableError(f"{info.name} is not on this machine. " + _download_hint(info.name))
+
+
+class GpuRequiredError(RuntimeError):
+    """A model (GPTQ / AWQ) or method (bitsandbytes) that needs a CUDA GPU, asked for on a machine without one."""
+
+
+def _require_cuda_for(info: catalog.ModelInfo) -> None:
+    """Fail before any download when a pre-quantized repo needs CUDA kernels and no GPU is visible."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gguf = [m.name for m in catalog.quantized_versions(info.quantized_of or info.name) if m.gguf_file]
+    raise GpuRequiredError(
+        f"{info.name} ({info.quant_method}) needs a CUDA GPU: its kernels do not run on a CPU, and none is visible "
+        f"here. On this machine load {info.quantized_of!r} and quantize it with qwenlab.quantize(model, 'fast') "
+        + (f"or load the GGUF repo {gguf[0]!r} " if gguf else "")
+        + "(notebook 07_quantization)."
+    )
 
 
 def choose_device(device: str = "auto") -> str:

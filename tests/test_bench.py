@@ -34,7 +34,17 @@ def _broken(model):
     raise ValueError("this variant cannot be built here")
 
 
-VARIANTS = {"int8 dynamic": _int8_dynamic, "broken": _broken}
+def _scrambled(model):
+    """A copy whose output layer is shifted by one row: fast to build, and its answers change."""
+    import torch
+
+    copy = bench.cast_copy(model, "float32")
+    head = copy.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().roll(1, dims=0), requires_grad=False)
+    return copy
+
+
+VARIANTS = {"int8 dynamic": _int8_dynamic, "broken": _broken, "scrambled": _scrambled}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +124,8 @@ def test_report_has_every_row_of_the_table_in_order(report):
     expected = ["raw_fp32", "qwenlab_generate", "raw_bf16", "cache_off", "context_16", "context_48",
                 "batch_1", "batch_2", "batch_4"]
     assert keys[: len(expected)] == expected
-    assert keys[len(expected):] == ["quant_int8_dynamic", "quant_broken", "llama_cpp"]
+    assert keys[len(expected):] == ["quant_int8_dynamic", "quant_broken", "quant_scrambled",
+                                       "llama_cpp"]
 
 
 def test_measured_rows_have_positive_units(report):
@@ -158,6 +169,13 @@ def test_a_quantized_variant_is_timed_with_its_own_smaller_weights(report):
     # int8 Linear weights (packed, not parameters) are counted at 1 byte: far less than fp32
     assert row.bytes_per_token < report.row("raw_fp32").bytes_per_token / 2
     assert row.ratio == pytest.approx(row.tokens_per_second / report.row("raw_fp32").tokens_per_second)
+
+
+def test_a_variant_that_changes_answers_is_flagged_and_never_the_best_path(report):
+    row = report.row("quant_scrambled")
+    assert row.ok and row.keeps_answers is False and "same as fp32" in row.note
+    assert report.figures["best_path"] != "quant_scrambled"
+    assert report.row("raw_fp32").keeps_answers is None  # only quantized rows are checked
 
 
 def test_a_variant_that_fails_becomes_an_error_row_not_a_crash(report):

@@ -41,3 +41,25 @@ def test_recommended_sampling_returns_a_copy():
 
 def test_only_qwen3_has_thinking():
     assert [m.name for m in catalog.CATALOG.values() if m.thinking] == ["Qwen/Qwen3-0.6B"]
+
+
+def test_prequantized_repos_belong_to_a_course_model_and_keep_its_chat_settings():
+    assert catalog.PREQUANTIZED, "the official pre-quantized repos are listed"
+    for info in catalog.PREQUANTIZED.values():
+        base = catalog.CATALOG[info.quantized_of]
+        assert info.name.startswith(base.name + "-") and (info.thinking, info.sampling) == (base.thinking, base.sampling)
+        assert info.requires_cuda == info.quant_method.startswith(("gptq", "awq"))
+        assert (info.gguf_file is not None) == info.quant_method.startswith("gguf")
+        assert info.disk_bytes < base.disk_bytes  # smaller than the bf16 original, or why download it
+    assert catalog.get("qwen2.5-0.5b-instruct-gguf").gguf_file.endswith("q4_k_m.gguf")
+
+
+def test_quantized_versions_of_each_model():
+    assert [m.quant_method for m in catalog.quantized_versions("Qwen/Qwen3-0.6B")] == ["gptq-int8", "gguf-q8_0"]
+    assert {m.quant_method for m in catalog.quantized_versions("Qwen2.5-0.5B-Instruct")} >= {"gptq-int4", "awq-int4",
+                                                                                          "gguf-q4_k_m"}
+    assert catalog.quantized_versions("Qwen/Qwen1.5-0.5B-Chat") == []
+
+
+def test_prequantized_repos_are_not_suggested_for_a_typo():
+    assert all("GPTQ" not in s and "GGUF" not in s for s in catalog.closest("Qwen2.5-0.5B-GPTQ", n=5))

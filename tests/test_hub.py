@@ -258,3 +258,53 @@ def test_offline_model_through_the_mirror_answers_the_probe(offline_dir):
         shutil.rmtree(report.folder)  # 1.3 GB: pytest keeps old temporary folders around
     print(f"downloaded {report.bytes_fetched / 1e9:.2f} GB in {report.seconds:.1f} s; answer: {answer!r}")
     assert "paris" in answer.lower()
+
+
+GGUF_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+
+
+def make_gguf_repo(folder: Path, wanted: bool = True) -> Path:
+    """A GGUF repo: one file per quantization level (qwenlab takes only the catalog's one) and a README."""
+    folder.mkdir(parents=True)
+    if wanted:
+        (folder / "qwen2.5-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF" + os.urandom(2 * MiB))
+    (folder / "qwen2.5-0.5b-instruct-q8_0.gguf").write_bytes(b"GGUF" + os.urandom(3 * MiB))
+    (folder / "README.md").write_text("# GGUF\n")
+    return folder
+
+
+def test_a_gguf_repo_downloads_only_the_catalog_file_and_resolves_to_it(tmp_path):
+    from qwenlab.models import resolve
+
+    repo = make_gguf_repo(tmp_path / "gguf")
+    with mirror.MirrorServer({GGUF_REPO: repo}) as srv:
+        report = hub.fetch(GGUF_REPO, source=srv.url, progress=False)
+        assert not srv.requests("qwen2.5-0.5b-instruct-q8_0.gguf", "GET")
+    assert [f.path for f in report.files] == ["qwen2.5-0.5b-instruct-q4_k_m.gguf"]
+    folder = models_dir() / "Qwen--Qwen2.5-0.5B-Instruct-GGUF"
+    assert sha256(folder / "qwen2.5-0.5b-instruct-q4_k_m.gguf") == sha256(repo / "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["qwen2.5-0.5b-instruct-q4_k_m.gguf"]
+    assert hub.folder_weights(folder) == "gguf"
+    where = resolve(GGUF_REPO, download=False)  # found on disk: no source needed
+    assert (where.folder, where.gguf_file, where.found_in) == (folder, "qwen2.5-0.5b-instruct-q4_k_m.gguf",
+                                                               "qwenlab cache")
+    assert [m.name for m in hub.list_models() if m.complete] == [GGUF_REPO]
+
+
+def test_a_gguf_repo_without_the_catalog_file_says_what_to_do(tmp_path):
+    repo = make_gguf_repo(tmp_path / "gguf", wanted=False)
+    with mirror.MirrorServer({GGUF_REPO: repo}) as srv, pytest.raises(hub.DownloadError) as err:
+        hub.fetch(GGUF_REPO, source=srv.url, progress=False)
+    assert "qwen2.5-0.5b-instruct-q4_k_m.gguf" in str(err.value) and "load_model('file.gguf')" in str(err.value)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_gptq_repo_on_a_cpu_fails_before_any_download_and_names_the_cpu_options(monkeypatch):
+    import qwenlab
+    from qwenlab.models import GpuRequiredError
+
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    with pytest.raises(GpuRequiredError) as err:
+        qwenlab.load_model("Qwen/Qwen2.5-0.5B-Instruct-GPTQ-Int4")
+    assert "quantize(model, 'fast')" in str(err.value) and "Qwen/Qwen2.5-0.5B-Instruct-GGUF" in str(err.value)
+    assert not (models_dir() / "Qwen--Qwen2.5-0.5B-Instruct-GPTQ-Int4").exists()
