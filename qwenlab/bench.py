@@ -190,17 +190,17 @@ class BenchPlan:
     precision.
     """
 
-    new_tokens: int = 32
+    new_tokens: int = 24
     repeats: int = 3
     bf16_new_tokens: int = 16
     bf16_repeats: int = 2
     cache_off_new_tokens: int = 12
     contexts: tuple[int, ...] = (128, 512, 1024, 2048)
-    context_steps: int = 8
+    context_steps: int = 6
     batches: tuple[int, ...] = (1, 2, 4, 8)
-    batch_steps: int = 8
+    batch_steps: int = 6
     quant: bool = True
-    quant_new_tokens: int = 16
+    quant_new_tokens: int = 12
     quant_repeats: int = 2
     quant_probes: int = 4
     llama_cpp: bool = True
@@ -212,7 +212,8 @@ class BenchPlan:
 
     @classmethod
     def full(cls) -> "BenchPlan":
-        """Every row of the table; about 2.5 min for a 0.5B model on 2 quiet cores."""
+        """Every row of the table, quantized variants and llama.cpp included: about 4.5 min for the 0.5B
+        offline model on 2 quiet cores (measured 2026-11-22, benchmarks/README.md)."""
         return cls()
 
     @classmethod
