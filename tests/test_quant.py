@@ -133,6 +133,17 @@ def test_fast_recipe_stores_weights_in_int8_and_leaves_the_original_alone(tiny, 
     assert after.by_dtype.get("qint8", 0) + after.by_dtype.get("int8", 0) > 0.9 * after.total_bytes
 
 
+def test_footprint_of_a_quantized_model_counts_every_weight_once(untied_tiny):
+    model, _ = untied_tiny
+    fast = quant.quantize(model, "fast")
+    fp = qwenlab.model_footprint(fast)
+    assert fp.params == sum(p.numel() for p in model.parameters())  # every weight is still there, as int8
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    # 1 byte per Linear weight + one fp32 scale per output channel
+    assert fp.by_dtype["qint8"] == sum(m.weight.numel() + 4 * m.out_features for m in linear)
+    assert fp.by_dtype["int8"] == model.get_input_embeddings().weight.numel()
+
+
 def test_fast_recipe_logits_stay_close_to_fp32(tiny, fast_tiny):
     model, tokenizer = tiny
     ids = tokenizer("量化 quantization keeps the answer", return_tensors="pt").input_ids
