@@ -974,13 +974,17 @@ def _installed(dist: str) -> str | None:
     return package_version(dist)
 
 
+def _best_pytorch_row(rows: list[Timing]) -> Timing | None:
+    """The fastest single-sequence PyTorch path that keeps fp32's answers (llama.cpp is its peer, not a candidate)."""
+    candidates = [r for r in rows if r.ok and r.group in ("dtype", "quant") and r.batch == 1
+                  and r.keeps_answers is not False]
+    return max(candidates, key=lambda r: r.tokens_per_second or 0.0, default=None)
+
+
 def _figures(rows: list[Timing]) -> dict:
     by = {r.key: r for r in rows if r.ok}
     raw = by.get("raw_fp32")
-    # the best PyTorch path; llama.cpp is the peer it is compared with (llama_cpp_vs_best)
-    single = [r for r in rows if r.ok and r.group in ("dtype", "quant") and r.batch == 1
-              and r.keeps_answers is not False]
-    best = max(single, key=lambda r: r.tokens_per_second or 0.0, default=None)
+    best = _best_pytorch_row(rows)
     out: dict[str, Any] = {"overhead_ratio": by["qwenlab_generate"].ratio if "qwenlab_generate" in by else None,
                            "best_path": None, "best_vs_raw_fp32": None, "best_vs_roofline_percent": None,
                            "llama_cpp_vs_best": None}
@@ -1085,8 +1089,7 @@ def _measure_rows(ctx: _Ctx) -> list[Timing]:
         rows.append(Timing(key="quant", label="quantized variants", group="quant", status="not available",
                            note=f"skipped by the {ctx.plan.name} plan (run `qwenlab bench`)"))
     if ctx.plan.llama_cpp:
-        best = max((r for r in rows if r.ok and r.group in ("dtype", "quant") and r.keeps_answers is not False),
-                   key=lambda r: r.tokens_per_second or 0.0)
+        best = _best_pytorch_row(rows)
         rows.append(_llama_cpp_row(ctx, best))
     return rows
 

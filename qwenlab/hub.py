@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .catalog import UnknownModelError
 from .paths import models_dir, offline_dir
@@ -720,7 +720,7 @@ class _WrongRepo(DownloadError):
 
 
 def _hub_files(source: Source, repo_id: str, revision: str | None,
-               wants: Any = None) -> tuple[str, list[_RemoteFile]]:
+               wants: Callable[[str], bool] | None = None) -> tuple[str, list[_RemoteFile]]:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
@@ -738,11 +738,12 @@ def _hub_files(source: Source, repo_id: str, revision: str | None,
     return info.sha, remote
 
 
-def _check_safetensors(remote: list[_RemoteFile], repo_id: str, source: Source, gguf_file: str | None = None) -> None:
+def _check_repo(remote: list[_RemoteFile], repo_id: str, source: Source, gguf_file: str | None = None) -> None:
+    """The repo has what qwenlab loads: safetensors weights + config.json, or the catalog's GGUF file."""
     if gguf_file:
         if not any(rf.path == gguf_file for rf in remote):
             raise _WrongRepo(f"{repo_id} on {source.name} has no file {gguf_file}; the repo may have renamed it. "
-                                "Download the .gguf you want by hand and load it by path: load_model('file.gguf').")
+                             "Download the .gguf you want by hand and load it by path: load_model('file.gguf').")
         return
     if not any(rf.path.endswith(".safetensors") for rf in remote):
         raise _WrongRepo(
@@ -759,7 +760,7 @@ def _download_hub(source: Source, target: _Target, folder: Path, revision: str |
 
     repo_id = target.repo_for(source)
     commit, remote = _hub_files(source, repo_id, revision, target.wants)
-    _check_safetensors(remote, repo_id, source, target.gguf_file)
+    _check_repo(remote, repo_id, source, target.gguf_file)
 
     def fetch_one(rf: _RemoteFile, bar: Any) -> tuple[int, int]:
         url = hf_hub_url(repo_id, rf.path, revision=commit, endpoint=source.url)
@@ -783,7 +784,7 @@ def _download_modelscope(source: Source, target: _Target, folder: Path, revision
             raise _NotFound(f"{repo_id} not found") from err
         raise
     remote = [_RemoteFile(f["Path"], int(f["Size"])) for f in listing if target.wants(f["Path"])]
-    _check_safetensors(remote, repo_id, source, target.gguf_file)
+    _check_repo(remote, repo_id, source, target.gguf_file)
     staging = folder / _STATE_DIR / "modelscope"
 
     def fetch_one(rf: _RemoteFile, bar: Any) -> tuple[int, int]:
