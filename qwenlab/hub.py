@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ._display import KeyValueTable
 from .catalog import UnknownModelError
 from .paths import models_dir, offline_dir
 
@@ -405,7 +406,7 @@ class Attempt:
 
 
 @dataclass
-class DownloadReport:
+class DownloadReport(KeyValueTable):
     """Result of :func:`fetch`: the folder, the source used, every source tried, and each file's fate."""
 
     name: str
@@ -426,6 +427,8 @@ class DownloadReport:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
+    key_width = 26
+
     def rows(self) -> list[tuple[str, str]]:
         tried = "; ".join(f"{a.source}: {a.outcome}" + (f" ({a.detail})" if a.detail else "") for a in self.attempts)
         rate = self.bytes_fetched / self.seconds / 1e6 if self.seconds > 0 else 0.0
@@ -445,15 +448,6 @@ class DownloadReport:
         d["folder"] = str(self.folder)
         return d
 
-    def __str__(self) -> str:
-        return "\n".join(f"{k:<26} {v}" for k, v in self.rows())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self.rows())
-        return f"<table>{body}</table>"
 
 
 # ---- download: planning -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
+from ._display import KeyValueTable
 from . import catalog
 from .env import bf16_native
 from .hub import find_local, folder_weights
@@ -159,7 +160,7 @@ def choose_dtype(device: str, dtype: Any = "auto") -> tuple[Any, str]:
 
 
 @dataclass
-class ModelSummary:
+class ModelSummary(KeyValueTable):
     """What a notebook shows after loading: size, dtype, device, memory, where it came from."""
 
     name: str
@@ -173,6 +174,8 @@ class ModelSummary:
     memory_bytes: int
     load_seconds: float
 
+    key_width = 24
+
     def rows(self) -> list[tuple[str, str]]:
         return [
             ("模型 (model)", self.name),
@@ -185,15 +188,6 @@ class ModelSummary:
             ("加载耗时 (load time)", f"{self.load_seconds:.1f} s"),
         ]
 
-    def __str__(self) -> str:
-        return "\n".join(f"{k:<24} {v}" for k, v in self.rows())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self.rows())
-        return f"<table>{body}</table>"
 
 
 def summarize(model: Any) -> ModelSummary:

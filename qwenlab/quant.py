@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from ._display import KeyValueTable
 from .models import GpuRequiredError
 
 __all__ = [
@@ -350,7 +351,7 @@ def memory_math(params: int) -> dict[str, int]:
 
 
 @dataclass
-class Footprint:
+class Footprint(KeyValueTable):
     """What a model's weights take in memory, counted tensor by tensor.
 
     Attributes:
@@ -377,6 +378,8 @@ class Footprint:
     def bits_per_weight(self) -> float:
         return 8 * self.total_bytes / max(1, self.params)
 
+    key_width = 28
+
     def rows(self) -> list[tuple[str, str]]:
         out = [("weights", f"{self.params / 1e6:,.1f} M"),
                ("measured bytes", f"{self.total_bytes / 2**20:,.1f} MiB ({self.bits_per_weight:.2f} bits/weight)")]
@@ -385,15 +388,6 @@ class Footprint:
         out += [(f"expected if {k}", f"{v / 2**20:,.1f} MiB") for k, v in self.expected.items()]
         return out
 
-    def __str__(self) -> str:
-        return "\n".join(f"{k:<28} {v}" for k, v in self.rows())
-
-    def _repr_html_(self) -> str:
-        import html
-
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self.rows())
-        return f"<table>{body}</table>"
 
 
 def _quantized_tensors(module: Any) -> list[tuple[Any, int, bool]]:
