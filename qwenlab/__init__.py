@@ -7,9 +7,9 @@ Everything a notebook needs is importable from here; submodules are imported on 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -24,7 +24,7 @@ _EXPORTS = {
     "get_model_info": ("catalog", "get"),
     "recommended_sampling": "catalog",
     "UnknownModelError": "catalog",
-    "ModelNotAvailableError": "models",
+    "ModelNotAvailableError": "catalog",
     "ensure_offline_model": "offline",
     "qwen3_tokenizer": "offline",
     # generation
@@ -32,8 +32,8 @@ _EXPORTS = {
     "stream": "generation",
     "GenerationResult": "generation",
     "effective_params": "generation",
-    "next_token_distribution": "sampling",
-    "sample_loop": "sampling",
+    "next_token_distribution": "sampleloop",
+    "sample_loop": "sampleloop",
     "plot_distribution": "sampling",
     "parameter_sources": "generation",
     "SamplingLab": "widgets",
@@ -62,7 +62,69 @@ _EXPORTS = {
     "start_server": ("serve", "start"),
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "__version__",
+    "CATALOG",
+    "Conversation",
+    "GenerationResult",
+    "ModelNotAvailableError",
+    "SamplingLab",
+    "ThinkingStream",
+    "UnknownModelError",
+    "check",
+    "compare",
+    "course_model",
+    "delete_model",
+    "download",
+    "effective_params",
+    "ensure_offline_model",
+    "fetch",
+    "generate",
+    "get_model_info",
+    "list_models",
+    "load_model",
+    "model_footprint",
+    "next_token_distribution",
+    "parameter_sources",
+    "plot_distribution",
+    "plot_roofline",
+    "quantize",
+    "qwen3_tokenizer",
+    "recommended_sampling",
+    "render_chat",
+    "report",
+    "resolve",
+    "run_bench",
+    "sample_loop",
+    "setup_notebook",
+    "show_tokens",
+    "special_tokens",
+    "split_thinking",
+    "start_mirror",
+    "start_server",
+    "stream",
+    "summarize",
+    "token_stats",
+]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load on first use
+    from .bench import plot_roofline, run_bench
+    from .catalog import CATALOG, ModelNotAvailableError, UnknownModelError, get as get_model_info, recommended_sampling
+    from .chat import Conversation
+    from .course import check, course_model, setup_notebook
+    from .env import report
+    from .generation import GenerationResult, effective_params, generate, parameter_sources, stream
+    from .hub import delete_model, download, fetch, list_models
+    from .mirror import start as start_mirror
+    from .models import load_model, resolve, summarize
+    from .offline import ensure_offline_model, qwen3_tokenizer
+    from .quant import compare, model_footprint, quantize  # type: ignore[no-redef]  # also a submodule name
+    from .sampleloop import next_token_distribution, sample_loop
+    from .sampling import plot_distribution
+    from .serve import start as start_server
+    from .thinking import ThinkingStream, split_thinking
+    from .tokens import render_chat, show_tokens, special_tokens, token_stats
+    from .widgets import SamplingLab
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 __all__ = [
     "ModelInfo",
@@ -17,9 +17,16 @@ __all__ = [
     "PREQUANTIZED",
     "DEFAULT_MODEL",
     "OFFLINE_MODEL",
+    "THINKER_MODEL",
     "UnknownModelError",
+    "NotInCatalogWarning",
+    "ModelNotAvailableError",
+    "REPO_ID",
+    "is_repo_id",
     "get",
     "find",
+    "exact",
+    "lookup",
     "closest",
     "recommended_sampling",
     "quantized_versions",
@@ -27,6 +34,7 @@ __all__ = [
 
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
 OFFLINE_MODEL = "offline"
+THINKER_MODEL = "offline-thinker"  # the offline model + the shipped LoRA adapter (qwenlab/data/thinker)
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,20 @@ CATALOG: dict[str, ModelInfo] = {
             ),
             aliases=("qwenlab/offline", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"),
         ),
+        ModelInfo(
+            name=THINKER_MODEL,
+            hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            modelscope_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            params=494_032_768,
+            disk_bytes=491_400_064,
+            thinking=True,
+            sampling=_QWEN3_SAMPLING,
+            notes=(
+                "迷你思考模型 (mini thinker): 离线模型 + 在 CPU 上用 LoRA 训练的演示适配器 (随 qwenlab 分发), "
+                "用 Qwen3 分词器与模板; 只会简单算术/单位换算的思考, 不是真正的 Qwen3 — a LoRA-trained demo"
+            ),
+            aliases=("qwenlab/offline-thinker", "thinker"),
+        ),
     ]
 }
 
@@ -178,16 +200,51 @@ def quantized_versions(name: str) -> list[ModelInfo]:
 
 
 class UnknownModelError(ValueError):
-    """A model name that is neither in the catalog nor a local path."""
+    """A model name that is neither in the catalog nor a local path, or a mistyped catalog id.
 
-    def __init__(self, name: str, suggestions: list[str]):
+    ``suggestions`` holds the closest valid ids, best first; ``reason`` (when given) says what looks
+    mistyped.
+    """
+
+    def __init__(self, name: str, suggestions: list[str], reason: str = ""):
         self.name = name
         self.suggestions = suggestions
         hint = ", ".join(suggestions) if suggestions else ", ".join(CATALOG)
+        why = reason or "it is not in the qwenlab catalog and not a local folder or .gguf file"
         super().__init__(
-            f"Unknown model {name!r}: it is not in the qwenlab catalog and not a local folder or .gguf file. "
+            f"Unknown model {name!r}: {why}. "
             f"Did you mean: {hint}? (see qwenlab.catalog.CATALOG, or pass a local folder path)"
         )
+
+
+class NotInCatalogWarning(UserWarning):
+    """A repo id outside the catalog: it is found or downloaded like a catalog model, but no catalog facts
+    (recommended sampling, thinking support, sizes) apply. Taught in ``00_quickstart.ipynb``."""
+
+
+class ModelNotAvailableError(FileNotFoundError):
+    """A known model is not on this machine (and was not downloaded); the message says how to get it.
+
+    Raised by ``qwenlab.load_model`` and ``qwenlab.download`` (``HF_HUB_OFFLINE=1``, no source reachable).
+    Taught in ``02_download.ipynb``.
+    """
+
+
+#: A model name as the hubs write it: ``org/name`` (or a bare ``name``), letters, digits, ``_ . -``.
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+def is_repo_id(text: str, org_required: bool = True) -> bool:
+    """Whether ``text`` is written like a repo id (``"Qwen/Qwen3-0.6B"``), not like a path or a sentence.
+
+    With ``org_required=False`` a bare name (``"offline"``, ``"Qwen3-0.6B"``) counts too.
+
+    >>> is_repo_id("Qwen/Qwen3-0.6B"), is_repo_id("qwen3-tiny"), is_repo_id("./models/qwen")
+    (True, False, False)
+    >>> is_repo_id("qwen3-tiny", org_required=False)
+    True
+    """
+    return REPO_ID.fullmatch(text) is not None and ("/" in text or not org_required)
 
 
 def _norm(name: str) -> str:
@@ -220,7 +277,7 @@ def closest(name: str, n: int = 3) -> list[str]:
     tag = _size_tag(name)
     scored = []
     for info in CATALOG.values():
-        if info.name == OFFLINE_MODEL or info.quantized_of:
+        if info.name in (OFFLINE_MODEL, THINKER_MODEL) or info.quantized_of:
             continue
         bare = _norm(info.name).split("/", 1)[-1]
         score = difflib.SequenceMatcher(None, key, bare).ratio()
@@ -231,6 +288,61 @@ def closest(name: str, n: int = 3) -> list[str]:
         scored.append((score, info.name))
     scored.sort(key=lambda s: -s[0])
     return [name for _, name in scored[:n]]
+
+
+def exact(name: str) -> ModelInfo | None:
+    """The entry whose name, Hugging Face id, ModelScope id or alias is ``name`` exactly (case included);
+    a bare name (``"Qwen3-0.6B"``) matches the part after the org.
+
+    >>> exact("Qwen/Qwen3-0.6B").name, exact("qwen/Qwen1.5-0.5B-Chat").name, exact("Qwen/Qwen3-0.6b")
+    ('Qwen/Qwen3-0.6B', 'Qwen/Qwen1.5-0.5B-Chat', None)
+    """
+    text = name.strip()
+    for info in (*CATALOG.values(), *PREQUANTIZED.values()):
+        ids = {info.name, info.hf_id, info.modelscope_id, *info.aliases}
+        if text in ids | {i.split("/", 1)[-1] for i in ids}:
+            return info
+    return None
+
+
+def lookup(name: str) -> ModelInfo | None:
+    """What ``load_model`` makes of a model id: the catalog entry, ``None`` for a repo outside the catalog,
+    or :class:`UnknownModelError` for a mistyped catalog id.
+
+    The rule ("unknown" means "not a near miss of a catalog id"):
+
+    1. written exactly as the catalog lists it (see :func:`exact`) -> that entry;
+    2. the same letters in another case, or ``_`` for ``-`` (``Qwen/Qwen3-0.6b``) -> UnknownModelError
+       naming the catalog id: ids are copied exactly, qwenlab does not guess;
+    3. an ``org/name`` id whose org is ``qwen`` in another case than ``Qwen`` (the seeds' ``qwen/Qwen-0.5B``)
+       and that is not listed -> UnknownModelError with the closest catalog ids: Qwen's org on Hugging Face
+       is ``Qwen``;
+    4. a bare name that is not listed (``Qwen3-1.7B``) -> UnknownModelError: a hub id needs its org;
+    5. any other ``org/name`` (``Qwen/Qwen2.5-1.5B-Instruct``) -> ``None``: a repo outside the catalog,
+       found locally or downloaded like a catalog model, without catalog facts (:class:`NotInCatalogWarning`).
+
+    >>> lookup("Qwen/Qwen3-0.6B").name, lookup("Qwen/Qwen2.5-1.5B-Instruct")
+    ('Qwen/Qwen3-0.6B', None)
+    >>> lookup("Qwen/Qwen3-0.6b")
+    Traceback (most recent call last):
+    ...
+    qwenlab.catalog.UnknownModelError: Unknown model 'Qwen/Qwen3-0.6b': the catalog lists it as 'Qwen/Qwen3-0.6B' (ids are copied exactly, case included). Did you mean: Qwen/Qwen3-0.6B? (see qwenlab.catalog.CATALOG, or pass a local folder path)
+    """
+    info = exact(name)
+    if info is not None:
+        return info
+    near = find(name)
+    if near is not None:
+        raise UnknownModelError(name, [near.name],
+                                f"the catalog lists it as {near.name!r} (ids are copied exactly, case included)")
+    org, _, rest = name.strip().partition("/")
+    if rest and org.lower() == "qwen" and org != "Qwen":
+        raise UnknownModelError(name, closest(name), f"{org!r} is not how Hugging Face writes Qwen's org, and the "
+                                "catalog has no such model (write a Qwen repo outside the catalog as 'Qwen/<name>')")
+    if not rest:
+        raise UnknownModelError(name, closest(name), "it is not in the qwenlab catalog, not a local folder or "
+                                ".gguf file, and not a hub id (write a repo outside the catalog as 'org/name')")
+    return None
 
 
 def get(name: str) -> ModelInfo:

@@ -11,17 +11,27 @@ Taught in ``05_chat.ipynb`` (and ``06_thinking.ipynb`` for the thinking mode).
 
 from __future__ import annotations
 
-import html
 import json
-import signal
-import sys
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal, overload
 
-from .generation import DEFAULT_MAX_NEW_TOKENS, GenerationResult, build_inputs, effective_params, generate
+from .display import Table
+from .files import write_text_atomic
+from .generation import (
+    DEFAULT_MAX_NEW_TOKENS,
+    ContextTooLongError,
+    GenerationResult,
+    as_messages,
+    build_inputs,
+    context_length,
+    effective_params,
+    generate,
+    generation_config,
+)
 from .generation import stream as stream_text
+from .modelfacts import model_name
 from .thinking import (
     ModeSettings,
     StreamEvent,
@@ -33,13 +43,11 @@ from .thinking import (
     thinking_mode,
 )
 
-__all__ = ["ContextTooLongError", "ChatReply", "ContextWindow", "Conversation", "ChatStream", "cli"]
+__all__ = ["ContextTooLongError", "ChatReply", "ContextWindow", "Conversation", "ChatStream", "read_saved"]
 
 FORMAT = "qwenlab-conversation"
-
-
-class ContextTooLongError(ValueError):
-    """Even the system prompt and the last message alone do not fit the context budget."""
+# ContextTooLongError (from qwenlab.generation) is raised here when even the system prompt and the last
+# message alone do not fit the context budget.
 
 
 @dataclass
@@ -164,15 +172,21 @@ class Conversation:
         return head + [dict(m) for m in self.history]
 
     def add_user(self, content: str) -> None:
-        """Add a user message (it may end with a soft switch, ``/think`` or ``/no_think``)."""
+        """Add a user message (it may end with a soft switch, ``/think`` or ``/no_think``).
+
+        Raises:
+            TypeError: ``content`` is not a str (``None`` is not stored as the text "None").
+        """
+        _check_text("add_user", content)
         if self.history and self.history[-1]["role"] == "user":
             raise ValueError("The last message is already a user message with no reply yet: call reply() "
                              "first, or add_assistant() to answer it yourself.")
-        self.history.append({"role": "user", "content": str(content)})
+        self.history.append({"role": "user", "content": content})
 
     def add_assistant(self, content: str) -> None:
         """Add an assistant message; any ``<think>…</think>`` part is removed (Qwen's multi-turn rule)."""
-        self.history.append({"role": "assistant", "content": history_content(str(content))})
+        _check_text("add_assistant", content)
+        self.history.append({"role": "assistant", "content": history_content(content)})
 
     def reset(self) -> None:
         """Forget every turn (the system prompt, mode and parameters stay)."""
@@ -184,7 +198,7 @@ class Conversation:
     def _context_limit(self) -> int | None:
         if self.max_context_tokens:
             return int(self.max_context_tokens)
-        return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return context_length(self.model)
 
     def count_tokens(self, messages: list[dict]) -> int:
         """Tokens of ``messages`` rendered with the chat template (generation prompt included)."""
@@ -219,8 +233,8 @@ class Conversation:
                 raise ContextTooLongError(
                     f"The system prompt and the last message need {size(starts[hi])} tokens, but the budget "
                     f"leaves {budget} (max_context_tokens={limit} minus max_new_tokens={reserve} for the "
-                    "reply): shorten the message or the system prompt, or raise max_context_tokens."
-                )
+                    "reply): shorten the message or the system prompt, or raise max_context_tokens.",
+                    size(starts[hi]), budget)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if size(starts[mid]) <= budget else (mid, hi)
@@ -245,6 +259,16 @@ class Conversation:
         """Parameters for the next reply: Qwen's recommendation for its mode < ``self.params`` < ``params``."""
         return mode_settings(self.model, self.next_thinking_mode(), **{**self.params, **params})
 
+    def set_params(self, **params: Any) -> None:
+        """Change the generation parameters of every later reply, checked first: a wrong name
+        (``TypeError``) or value (``ValueError``, e.g. ``max_new_tokens="abc"``) changes nothing.
+        ``None`` removes a parameter (back to the recommended or the model's value)."""
+        merged = {k: v for k, v in {**self.params, **params}.items() if v is not None}
+        if self.model is not None:
+            settings = mode_settings(self.model, self.next_thinking_mode(), **merged)
+            generation_config(self.model, self.tokenizer, settings.params)
+        self.params = merged
+
     def _max_new_tokens(self, params: dict) -> int:
         merged = {**self.params, **params}
         if merged.get("max_new_tokens"):
@@ -261,14 +285,15 @@ class Conversation:
                              "reply. Make it with a model from qwenlab.load_model to get replies.")
         if message is not None:
             self.add_user(message)
-        if not self.history or self.history[-1]["role"] != "user":
-            raise ValueError("Nothing to reply to: the last message is not a user message. "
-                             "Pass one: conversation.reply('你好')")
-        settings = self.settings(**params)
         try:
+            if not self.history or self.history[-1]["role"] != "user":
+                raise ValueError("Nothing to reply to: the last message is not a user message. "
+                                 "Pass one: conversation.reply('你好')")
+            settings = self.settings(**params)
+            generation_config(self.model, self.tokenizer, settings.params)  # bad parameters fail here
             window = self.window(self._max_new_tokens(settings.params))
-        except ContextTooLongError:
-            if message is not None:
+        except BaseException:
+            if message is not None:  # refused: the conversation stays as it was
                 self.history.pop()
             raise
         self.dropped = window.dropped
@@ -288,6 +313,14 @@ class Conversation:
     def _commit(self, reply: ChatReply) -> None:
         self.history.append({"role": "assistant", "content": reply.content})
 
+    @overload
+    def reply(self, message: str | None = None, *, stream: Literal[False] = False, seed: int | None = None,
+              **params: Any) -> ChatReply: ...
+
+    @overload
+    def reply(self, message: str | None = None, *, stream: Literal[True], seed: int | None = None,
+              **params: Any) -> ChatStream: ...
+
     def reply(self, message: str | None = None, *, stream: bool = False, seed: int | None = None,
               **params: Any) -> ChatReply | ChatStream:
         """Generate the assistant's next reply and add it (without its thinking) to the history.
@@ -306,7 +339,7 @@ class Conversation:
             if stream:
                 text_stream = stream_text(self.model, self.tokenizer, window.messages,
                                           enable_thinking=self.thinking, seed=seed, **settings.params)
-                return ChatStream(self, text_stream, window, settings)
+                return ChatStream(self, text_stream, window, settings, added_message=message is not None)
             result = generate(self.model, self.tokenizer, window.messages, enable_thinking=self.thinking,
                               seed=seed, **settings.params)
         except BaseException:
@@ -320,11 +353,11 @@ class Conversation:
     # ---- saving ----------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        meta = getattr(self.model, "_qwenlab_meta", {})
+        """What :meth:`save` writes: the format tag, the model's name, the settings and every turn."""
         return {
             "format": FORMAT,
             "version": 1,
-            "model": meta.get("name"),
+            "model": None if self.model is None else model_name(self.model),
             "system": self.system,
             "thinking": self.thinking,
             "max_context_tokens": self.max_context_tokens,
@@ -333,27 +366,31 @@ class Conversation:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the conversation (system prompt, settings, every turn) to a JSON file."""
+        """Write the conversation (system prompt, settings, every turn) to a JSON file.
+
+        The file is written under a temporary name and renamed into place, so a failed save (a full
+        disk, a folder you may not write) leaves any older file of that name as it was.
+        """
         path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+        write_text_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2))
         return path
 
     @classmethod
-    def load(cls, path: str | Path, model: Any, tokenizer: Any) -> Conversation:
-        """Read a conversation saved with :meth:`save` and continue it with ``model``."""
-        path = Path(path).expanduser()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ValueError(f"Cannot read a conversation from {path} ({err}); give the path of a file "
-                             "written by Conversation.save or /save.") from err
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a saved qwenlab conversation (no \"format\": \"{FORMAT}\").")
+    def from_dict(cls, data: dict, model: Any, tokenizer: Any) -> Conversation:
+        """A conversation from :meth:`to_dict`'s data (checked with :func:`read_saved` first)."""
         conv = cls(model, tokenizer, system=data.get("system"), max_context_tokens=data.get("max_context_tokens"),
                    thinking=data.get("thinking"), **(data.get("params") or {}))
         conv.history = [{"role": m["role"], "content": m["content"]} for m in data.get("messages", [])]
         return conv
+
+    @classmethod
+    def load(cls, path: str | Path, model: Any, tokenizer: Any) -> Conversation:
+        """Read a conversation saved with :meth:`save` and continue it with ``model``.
+
+        Raises:
+            ValueError: the file is missing, not JSON, or not a saved conversation (see :func:`read_saved`).
+        """
+        return cls.from_dict(read_saved(path), model, tokenizer)
 
     # ---- display ---------------------------------------------------------------------------------
 
@@ -361,14 +398,57 @@ class Conversation:
         return (f"Conversation({len(self.history)} messages, system={self.system!r}, thinking={self.thinking}, "
                 f"max_context_tokens={self.max_context_tokens})")
 
+    def table(self) -> Table:
+        """The conversation as a role/content table (what Jupyter shows for a Conversation)."""
+        note = [f"{len(self.dropped)} 条旧消息未放入提示 (dropped to fit the budget)"] if self.dropped else []
+        return Table([], [(m["role"], m["content"]) for m in self.messages], notes=note)
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(m['role'])}</th>"
-            f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(m['content'])}</td></tr>"
-            for m in self.messages)
-        note = f"<div style='color:#888'>{len(self.dropped)} 条旧消息未放入提示 (dropped to fit the budget)</div>" \
-            if self.dropped else ""
-        return f"<table>{rows}</table>{note}"
+        return self.table()._repr_html_()
+
+
+def _check_text(where: str, content: Any) -> None:
+    if not isinstance(content, str):
+        raise TypeError(f"{where} needs the message text as a str, got {content!r} ({type(content).__name__}).")
+
+
+def read_saved(path: str | Path) -> dict:
+    """Read and check a conversation file written by :meth:`Conversation.save` (or ``/save``, or the
+    autosave of ``qwenlab chat``), without a model: ``qwenlab chat --load`` checks it before loading one.
+
+    Raises:
+        ValueError: the file is missing or unreadable, not JSON, or not a saved conversation; the
+            message names what is wrong and what to give instead.
+    """
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read a conversation from {path} ({err}); give the path of a file "
+                         "written by Conversation.save or /save.") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a saved qwenlab conversation (no \"format\": \"{FORMAT}\").")
+    problem = _saved_problem(data)
+    if problem:
+        raise ValueError(f"{path} is a damaged qwenlab conversation: {problem.rstrip('.')}. Fix that entry by hand or "
+                         "start a new chat.")
+    return data
+
+
+def _saved_problem(data: dict) -> str | None:
+    """What is wrong in a saved conversation's fields (None: nothing)."""
+    messages = data.get("messages", [])
+    if not isinstance(messages, list):
+        return "\"messages\" is not a list"
+    try:
+        if messages:
+            as_messages(messages)
+    except (TypeError, ValueError) as err:
+        return str(err)
+    for key, kind in (("system", str), ("thinking", bool), ("max_context_tokens", int), ("params", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            return f"\"{key}\" should be {kind.__name__} or null, got {data[key]!r}"
+    return None
 
 
 class ChatStream:
@@ -377,12 +457,14 @@ class ChatStream:
     When the iteration ends (or :meth:`finish` is called) the reply is added to the history and
     :attr:`reply` holds the :class:`ChatReply`. :meth:`stop` ends the reply early; what was generated
     is kept. Leaving the loop (``break``) or interrupting it (Ctrl-C, Jupyter's stop button) stops the
-    reply the same way and keeps the conversation.
+    reply the same way and keeps the conversation. When generation fails, the user message this reply
+    added is taken back out, so the conversation is as it was before and the error is raised.
     """
 
     def __init__(self, conversation: Conversation, text_stream: Any, window: ContextWindow,
-                 settings: ModeSettings):
+                 settings: ModeSettings, added_message: bool = False):
         self.conversation = conversation
+        self._added_message = added_message
         self.window = window
         self.settings = settings
         self.reply: ChatReply | None = None
@@ -406,12 +488,21 @@ class ChatStream:
                     self._pending.extend(self._thinking.feed_text(piece))
                     yield piece
             except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, or the loop was left with break
-                self.stop()
-                self._wait_for_result()
+                self._text_stream.close()  # stops generation and waits for it: the result is there
                 self._complete()
+                raise
+            except BaseException:
+                self._take_back()
                 raise
             self._done = True
         self._complete()
+
+    def _take_back(self) -> None:
+        """Generation failed: remove the user message this reply added (the history is as before)."""
+        history = self.conversation.history
+        if self._added_message and self.reply is None and history and history[-1]["role"] == "user":
+            history.pop()
+        self._added_message = False
 
     def __iter__(self) -> Iterator[str]:
         """Text pieces as the model writes them (thought and tags included, UTF-8 safe)."""
@@ -434,199 +525,15 @@ class ChatStream:
         assert self.reply is not None
         return self.reply
 
-    def _wait_for_result(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self._text_stream.result is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-
     def _complete(self) -> None:
         if self.reply is not None:
             return
         result = self._text_stream.result
-        if result is None:
+        if result is None:  # generation failed after the loop was left
+            self._take_back()
             raise RuntimeError("The reply ended without a result (generation failed); see the error above.")
         self._done = True
         self._pending.extend(self._thinking.close())
         split = split_thinking(result.token_ids, self.conversation.tokenizer)
         self.reply = self.conversation._make_reply(result, self.window, self.settings, split)
         self.conversation._commit(self.reply)
-
-
-# ---- qwenlab chat -----------------------------------------------------------------------------------
-
-PROMPT = "你> "
-HELP = """命令 (commands):
-  /reset            清空对话 (forget every turn; the system prompt stays)
-  /think            打开思考模式 (enable_thinking=True; Qwen3 only)
-  /no_think         关闭思考模式 (enable_thinking=False)
-  /system [TEXT]    显示或设置系统提示 (show or set the system prompt)
-  /params [k=v ...] 显示或设置生成参数 (show or set generation parameters, e.g. temperature=0.7)
-  /save [FILE]      保存对话为 JSON (save the conversation)
-  /history          显示对话历史 (show the history)
-  /exit             退出 (quit; Ctrl-D works too)
-A message ending in /think or /no_think is a soft switch for that turn. Ctrl-C stops the current reply."""
-
-
-class _Style:
-    def __init__(self, enabled: bool):
-        self.dim = "\x1b[2m" if enabled else ""
-        self.reset = "\x1b[0m" if enabled else ""
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {"True": True, "False": False, "None": None}.get(text, text)
-
-
-def _unknown_param(conv: Conversation, key: str, value: Any) -> bool:
-    import copy
-
-    return bool(copy.deepcopy(conv.model.generation_config).update(**{key: value}))
-
-
-def _command(conv: Conversation, line: str, out: Any) -> bool | None:
-    """Run a /command. Returns False to quit, True when handled, None when ``line`` is a message."""
-    name, _, arg = line.partition(" ")
-    arg = arg.strip()
-    if name in ("/exit", "/quit"):
-        return False
-    if name == "/help":
-        print(HELP, file=out)
-    elif name == "/reset":
-        conv.reset()
-        print("[已清空对话 (conversation reset)]", file=out)
-    elif name in ("/think", "/no_think") and not arg:
-        conv.thinking = name == "/think"
-        print(f"[思考模式 (thinking mode): {'开 on' if conv.thinking else '关 off'}]", file=out)
-    elif name == "/system":
-        if arg:
-            conv.system = arg
-        print(f"[系统提示 (system prompt): {conv.system!r}]", file=out)
-    elif name == "/params":
-        for pair in arg.split():
-            key, sep, value = pair.partition("=")
-            if not sep:
-                print(f"[/params expects key=value pairs, e.g. /params temperature=0.7 (got {pair!r})]", file=out)
-                return True
-            if _unknown_param(conv, key, _parse_value(value)):
-                print(f"[unknown generation parameter {key!r}: see transformers.GenerationConfig, "
-                      "e.g. temperature, top_p, top_k, max_new_tokens]", file=out)
-                return True
-            conv.params[key] = _parse_value(value)
-        settings = conv.settings()
-        print(f"[参数 (params, {settings.source}): {effective_params(conv.model, **settings.params)}]", file=out)
-    elif name == "/save":
-        path = conv.save(arg or f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
-        print(f"[已保存 (saved): {path}]", file=out)
-    elif name == "/history":
-        for m in conv.messages:
-            print(f"  {m['role']}: {m['content']}", file=out)
-        print(f"[{len(conv.history)} messages]", file=out)
-    else:
-        return None
-    return True
-
-
-def _print_reply(chat_stream: ChatStream, out: Any, style: _Style) -> ChatReply:
-    """Stream one reply to the terminal; Ctrl-C stops it (the conversation is kept)."""
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: chat_stream.stop())
-    try:
-        in_thought = False
-        for event in chat_stream.events():
-            if event.channel == "thinking":
-                if not in_thought:
-                    out.write(f"{style.dim}[思考 (thinking)] ")
-                    in_thought = True
-                out.write(event.text)
-            elif event.channel == "answer":
-                if in_thought:
-                    out.write(f"{style.reset}\n")
-                    in_thought = False
-                out.write(event.text)
-            else:  # retract: the text above was still thought
-                out.write(f"\n{style.dim}[上面仍是思考 (the text above was thinking)]{style.reset}\n")
-            out.flush()
-        reply = chat_stream.finish()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if in_thought:
-        out.write(style.reset)
-    stats = f"{reply.completion_tokens} tokens, {reply.tokens_per_second:.1f} tok/s"
-    if reply.finish_reason == "stopped":
-        out.write(f"\n{style.dim}[已停止 (stopped); {stats}]{style.reset}\n")
-    else:
-        out.write(f"\n{style.dim}[{stats}]{style.reset}\n")
-    if reply.hint:
-        out.write(f"{style.dim}[{reply.hint}]{style.reset}\n")
-    if reply.dropped:
-        out.write(f"{style.dim}[{len(reply.dropped)} 条旧消息未放入提示 (oldest messages left out to fit "
-                  f"the context budget)]{style.reset}\n")
-    out.flush()
-    return reply
-
-
-def cli(argv: list[str], prog: str = "qwenlab chat", command: str = "chat") -> int:
-    """``qwenlab chat [MODEL]``: chat in the terminal, streaming, with /reset /think /no_think /system /params /save."""
-    from .cli import make_parser
-
-    parser = make_parser(prog, "Chat with a model in the terminal (streaming). Type /help for commands.")
-    parser.add_argument("model", nargs="?", help="catalog name or local folder (default: the course model)")
-    parser.add_argument("--system", help="system prompt")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--think", dest="thinking", action="store_true", default=None, help="thinking mode on")
-    mode.add_argument("--no-think", dest="thinking", action="store_false", help="thinking mode off")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="longest reply in tokens (default 512)")
-    parser.add_argument("--max-context", type=int, help="context budget in tokens (default: the model's)")
-    parser.add_argument("--seed", type=int, help="seed sampling (reproducible replies)")
-    parser.add_argument("--load", metavar="FILE", help="continue a conversation saved with /save")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    args = parser.parse_args(argv)
-
-    from .course import course_model
-    from .models import load_model
-
-    name = args.model or course_model()
-    print(f"loading {name} ...", file=sys.stderr)
-    try:
-        model, tokenizer = load_model(name, device=args.device, dtype=args.dtype)
-    except (ValueError, FileNotFoundError) as err:  # unknown name, missing folder, model not downloaded
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 2
-    if args.load:
-        conv = Conversation.load(args.load, model, tokenizer)
-    else:
-        conv = Conversation(model, tokenizer, system=args.system, max_context_tokens=args.max_context,
-                            thinking=args.thinking, max_new_tokens=args.max_new_tokens)
-    out = sys.stdout
-    style = _Style(out.isatty())
-    mode = "on" if conv.next_thinking_mode() else "off"
-    print(f"qwenlab chat — {getattr(model, '_qwenlab_meta', {}).get('name', name)} (thinking {mode}). "
-          "/help 查看命令 (commands), /exit 退出 (quit).", file=out)
-    turn = 0
-    while True:
-        try:
-            line = input(PROMPT).strip()
-        except EOFError:
-            print(file=out)
-            return 0
-        except KeyboardInterrupt:
-            print("\n[输入 /exit 退出 (type /exit to quit)]", file=out)
-            continue
-        if not line:
-            continue
-        if line.startswith("/"):
-            handled = _command(conv, line, out)
-            if handled is False:
-                return 0
-            if handled:
-                continue
-        try:
-            chat_stream = conv.reply(line, stream=True, seed=None if args.seed is None else args.seed + turn)
-        except (ValueError, TypeError) as err:  # the message does not fit the budget, a bad parameter
-            print(f"[{err}]", file=out)
-            continue
-        turn += 1
-        _print_reply(chat_stream, out, style)

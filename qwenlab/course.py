@@ -5,13 +5,19 @@ Taught in ``00_quickstart.ipynb``.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import catalog
+from .hub import offline_mode
+from .models import OPTIONAL_IMPORT_LOGGERS, choose_device, resolve
+from .ondisk import find_local
+from .sources import probe_sources
 
 __all__ = ["course_model", "setup_notebook", "CourseSetup", "in_notebook", "check", "ExerciseError"]
 
@@ -42,15 +48,11 @@ def _banner(title: str, body: str) -> None:
 
 
 def _default_available(probe_timeout: float) -> tuple[bool, str]:
-    from .hub import find_local, probe_sources
-
     info = catalog.get(catalog.DEFAULT_MODEL)
     if find_local([info.hf_id], [info.modelscope_id]):
         return True, "on disk"
-    try:
-        from .hub import download  # noqa: F401  (present once downloads are implemented)
-    except ImportError:
-        return False, "not on disk"
+    if offline_mode():
+        return False, "not on disk and downloads are off (HF_HUB_OFFLINE=1)"
     reachable = [name for name, ok in probe_sources(timeout=probe_timeout).items() if ok]
     if reachable:
         return True, f"downloadable from {reachable[0]}"
@@ -60,7 +62,8 @@ def _default_available(probe_timeout: float) -> tuple[bool, str]:
 def course_model(announce: bool = True, probe_timeout: float = 3.0) -> str:
     """The model the notebooks use: ``$QWENLAB_MODEL``, else Qwen3-0.6B if available, else the offline model.
 
-    "Available" means on disk or downloadable right now. Falling back to the offline model is always
+    "Available" means on disk or downloadable right now (a source answers and ``HF_HUB_OFFLINE`` is not
+    set). Falling back to the offline model is always
     announced in a visible banner (never silently).
     """
     chosen = os.environ.get("QWENLAB_MODEL")
@@ -95,6 +98,9 @@ class CourseSetup:
 def setup_notebook(seed: int = 0, announce: bool = True) -> CourseSetup:
     """First cell of every notebook: versions, chosen model and device, printed once; RNG seeded.
 
+    Also mutes the import-time warnings torchao logs on a CPU (CUDA-only kernels it cannot load), so a
+    plain ``AutoModelForCausalLM.from_pretrained`` cell shows only what matters; errors still show.
+
     Example:
         >>> import qwenlab
         >>> course = qwenlab.setup_notebook()     # doctest: +SKIP
@@ -102,10 +108,11 @@ def setup_notebook(seed: int = 0, announce: bool = True) -> CourseSetup:
     import torch
     import transformers
 
-    from . import __version__
-    from .models import choose_device
+    from .version import __version__
 
     torch.manual_seed(seed)
+    for name in OPTIONAL_IMPORT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     setup = CourseSetup(
         model=course_model(announce=announce),
         device=choose_device("auto"),
@@ -168,8 +175,6 @@ def _show(line: str) -> None:
 
 def _prepare() -> int:
     """``python -m qwenlab.course --prepare`` (used by the Makefile): make the course model ready on disk."""
-    from .models import resolve
-
     name = course_model()
     where = resolve(name)
     print(f"course model: {name} ({where.found_in}: {where.folder})")

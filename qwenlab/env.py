@@ -5,18 +5,26 @@ Taught in ``01_environment.ipynb``.
 
 from __future__ import annotations
 
+import html
 import importlib.metadata
 import json
 import os
 import platform
-import shutil
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from . import catalog
+from .display import Table, TableView
+from .files import format_gb, free_bytes
+from .ondisk import find_local
+from .paths import models_dir
+from .sources import Probe, probe as probe_hubs
 
 __all__ = [
     "cpu_flags",
@@ -24,12 +32,13 @@ __all__ = [
     "bf16_native",
     "package_version",
     "version_tuple",
+    "PACKAGES",
+    "package_checks",
     "Check",
     "Recommendation",
     "Report",
     "recommend",
     "report",
-    "cli",
 ]
 
 
@@ -98,9 +107,11 @@ def package_version(name: str) -> str | None:
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
-    """``"4.51.3"`` -> ``(4, 51, 3)``; ``"5.0.0rc1"`` -> ``(5, 0, 0)``; ``()`` for None (compares as oldest)."""
-    import re
+    """``"4.51.3"`` -> ``(4, 51, 3)``; ``"5.0.0rc1"`` -> ``(5, 0, 0)``; ``()`` for None (compares as oldest).
 
+    >>> version_tuple("5.0.0rc1"), version_tuple(None)
+    ((5, 0, 0), ())
+    """
     m = re.match(r"\d+(\.\d+)*", version or "")
     return tuple(int(p) for p in m.group(0).split(".")) if m else ()
 
@@ -130,15 +141,16 @@ class Recommendation:
         return f"{self.model} ({self.dtype}): {self.why}"
 
     def _repr_html_(self) -> str:
-        import html
-
         return (f"<p>推荐 (recommended): <b><code>{html.escape(self.model)}</code></b>, "
                 f"<code>{html.escape(self.dtype)}</code> — {html.escape(self.why)}</p>")
 
 
+_STATUS_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e"}
+
+
 @dataclass
-class Report:
-    """The environment report; ``str()`` for a terminal, ``_repr_html_`` for Jupyter, ``to_json()``."""
+class Report(TableView):
+    """The environment report; a table (``str()`` for a terminal, HTML in Jupyter), or ``to_json()``."""
 
     checks: list[Check] = field(default_factory=list)
     recommendation: Recommendation | None = None
@@ -164,41 +176,37 @@ class Report:
         """The check called ``name`` (e.g. ``"RAM"``), or None."""
         return next((c for c in self.checks if c.name == name), None)
 
+    def _notes(self) -> list[str]:
+        return [f"推荐 (recommended): {self.recommendation}"] if self.recommendation else []
+
+    def table(self) -> Table:
+        """One row per check (status, name, value, advice); the recommendation below it."""
+        rows = [(f"[{c.status}]", c.name, c.value, c.advice) for c in self.checks]
+        return Table(["状态 (status)", "检查 (check)", "结果 (value)", "建议 (advice)"], rows, notes=self._notes())
+
     def __str__(self) -> str:
-        width = max((len(c.name) for c in self.checks), default=10)
-        lines = []
+        """For a terminal: the advice goes on its own line under the value, so lines stay short."""
+        rows: list[tuple[str, str, str]] = []
         for c in self.checks:
-            line = f"[{c.status:4}] {c.name:<{width}}  {c.value}"
+            rows.append((f"[{c.status}]", c.name, c.value))
             if c.advice:
-                line += f"\n       {'':<{width}}  -> {c.advice}"
-            lines.append(line)
-        return "\n".join(lines)
+                rows.append(("", "", f"-> {c.advice}"))
+        return str(Table([], rows, notes=self._notes()))
 
     def _repr_html_(self) -> str:
-        import html
-
-        colors = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e"}
-        rows = "".join(
-            f"<tr><td style='color:{colors.get(c.status, '#000')};font-weight:bold'>{c.status}</td>"
-            f"<td>{html.escape(c.name)}</td><td>{html.escape(c.value)}</td><td>{html.escape(c.advice)}</td></tr>"
-            for c in self.checks
-        )
-        rec = ""
-        if self.recommendation:
-            r = self.recommendation
-            rec = (f"<p><b>推荐 (recommended):</b> <code>{html.escape(r.model)}</code>, "
-                   f"<code>{html.escape(r.dtype)}</code> — {html.escape(r.why)}</p>")
-        return (
-            "<table><thead><tr><th>状态</th><th>检查 (check)</th><th>结果</th><th>建议 (advice)</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>{rec}"
-        )
+        """The table, with each status coloured (green PASS, amber WARN, red FAIL) so a FAIL stands out."""
+        out = self.table()._repr_html_()
+        for status, colour in _STATUS_COLOURS.items():
+            out = out.replace(f"<td>[{status}]</td>",
+                              f"<td style='color:{colour};font-weight:bold'>{html.escape(status)}</td>")
+        return out
 
 
 # ---- the checks, one small function per topic ------------------------------------------------------
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+    return format_gb(n, digits=1)
 
 
 def _system_checks() -> list[Check]:
@@ -253,9 +261,7 @@ def _ram_check(psutil: Any) -> Check:
 
 
 def _disk_check() -> Check:
-    from .paths import models_dir
-
-    free = _free_bytes()
+    free = free_bytes(models_dir())
     value = f"{_gb(free)} free at {models_dir()}"
     if free < 2e9:
         return Check("free disk", value, "FAIL",
@@ -265,8 +271,8 @@ def _disk_check() -> Check:
     return Check("free disk", value)
 
 
-# (package, minimum version, FAIL or WARN when missing/too old, what to do)
-_PACKAGES = [
+#: (package, minimum version, FAIL or WARN when missing/too old, what to do)
+PACKAGES: list[tuple[str, tuple[int, ...], str, str]] = [
     ("transformers", (4, 51), "FAIL", "Qwen3 needs transformers >= 4.51 (else `KeyError: 'qwen3'`): "
                                       "pip install -U 'transformers>=5'"),
     ("huggingface_hub", (1, 0), "WARN", "pip install -U 'huggingface_hub>=1' (old versions use removed options "
@@ -278,11 +284,18 @@ _PACKAGES = [
 ]
 
 
-def _package_checks(version_of: Any = None) -> list[Check]:
-    """One check per package; ``version_of(name)`` defaults to the installed version."""
+def package_checks(version_of: Callable[[str], str | None] | None = None) -> list[Check]:
+    """One check per package of :data:`PACKAGES`: PASS, or WARN/FAIL with the pip command that fixes it.
+
+    Args:
+        version_of: package name -> version (None when missing); default :func:`package_version`, the
+            installed one. Pass another to see what a student's versions would get.
+
+    Taught in ``01_environment.ipynb``.
+    """
     version_of = version_of or package_version
     checks = []
-    for name, minimum, level, advice in _PACKAGES:
+    for name, minimum, level, advice in PACKAGES:
         version = version_of(name)
         ok = version is not None and version_tuple(version) >= minimum
         checks.append(Check(name, version or "not installed", "PASS" if ok else level, "" if ok else advice))
@@ -304,7 +317,7 @@ def _env_checks() -> list[Check]:
     checks.append(Check("HF_HUB_OFFLINE", env.get("HF_HUB_OFFLINE") or "not set",
                         "WARN" if offline else "PASS",
                         "downloads are disabled; unset it to download (local folders still load)" if offline else ""))
-    checks.append(Check("MODELSCOPE_CACHE", env.get("MODELSCOPE_CACHE") or "not set (~/.cache/modelscope/hub)"))
+    checks.append(Check("MODELSCOPE_CACHE", env.get("MODELSCOPE_CACHE") or "not set (~/.cache/modelscope)"))
     proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("HTTP_PROXY") or env.get("http_proxy")
     if proxy:
         checks.append(Check("proxy", proxy, "PASS", "downloads go through this proxy (HTTPS_PROXY)"))
@@ -319,7 +332,7 @@ _PROBE_ADVICE = {
 }
 
 
-def _probe_checks(probes: list) -> list[Check]:
+def _probe_checks(probes: list[Probe]) -> list[Check]:
     checks = []
     for p in probes:
         if p.ok:
@@ -348,8 +361,6 @@ def recommend(ram_available: float, disk_free: float, bf16: bool, downloadable: 
 
     Taught in ``01_environment.ipynb``.
     """
-    from . import catalog
-
     on_disk = on_disk or set()
     dtype, per_param = ("bfloat16", 2) if bf16 else ("float32", 4)
     for name in (catalog.DEFAULT_MODEL, "Qwen/Qwen2.5-0.5B-Instruct"):
@@ -365,9 +376,6 @@ def recommend(ram_available: float, disk_free: float, bf16: bool, downloadable: 
 
 
 def _on_disk() -> set[str]:
-    from . import catalog
-    from .hub import find_local
-
     return {name for name, info in catalog.CATALOG.items() if name != catalog.OFFLINE_MODEL
             and find_local([info.hf_id], [info.modelscope_id])}
 
@@ -386,12 +394,10 @@ def report(probe: bool = True, timeout: float = 3.0, sources: dict[str, str] | N
     Taught in ``01_environment.ipynb``.
     """
     start = time.perf_counter()
-    probes: list = []
+    probes: list[Probe] = []
     probe_time = [0.0]
     worker = None
     if probe:
-        from .hub import probe as probe_hubs
-
         def run() -> None:
             t0 = time.perf_counter()
             probes.extend(probe_hubs(timeout, sources))
@@ -403,35 +409,12 @@ def report(probe: bool = True, timeout: float = 3.0, sources: dict[str, str] | N
     import torch
 
     checks = _system_checks() + _torch_checks(torch) + _cpu_checks(psutil)
-    checks += [_ram_check(psutil), _disk_check()] + _package_checks() + _env_checks()
+    checks += [_ram_check(psutil), _disk_check()] + package_checks() + _env_checks()
     if worker is not None:
         worker.join(timeout + 2)
         checks += _probe_checks(probes)
     native = bf16_native("cuda" if torch.cuda.is_available() else "cpu")[0]
-    rec = recommend(psutil.virtual_memory().available, _free_bytes(), native,
+    rec = recommend(psutil.virtual_memory().available, free_bytes(models_dir()), native,
                     any(p.ok for p in probes), _on_disk())
     checks.append(Check("recommended model", f"{rec.model} ({rec.dtype})", "PASS", rec.why))
     return Report(checks, rec, time.perf_counter() - start, probe_time[0])
-
-
-def _free_bytes() -> int:
-    from .paths import models_dir
-
-    where: Path = models_dir()
-    while not where.exists():
-        where = where.parent
-    return shutil.disk_usage(where).free
-
-
-def cli(argv: list[str], prog: str = "qwenlab doctor", command: str = "doctor") -> int:
-    """``qwenlab doctor [--json] [--offline]``: print the report; exit 1 when a check FAILs."""
-    from .cli import make_parser
-
-    parser = make_parser(prog, "Check this machine for running small Qwen models.")
-    parser.add_argument("--json", action="store_true", help="print JSON (for a teacher to collect)")
-    parser.add_argument("--offline", action="store_true", help="do not probe the model hubs")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each hub (default 3)")
-    args = parser.parse_args(argv)
-    rep = report(probe=not args.offline, timeout=args.timeout)
-    print(rep.to_json() if args.json else rep)
-    return 0 if rep.ok else 1

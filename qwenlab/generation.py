@@ -1,25 +1,53 @@
 """generate() and stream(): text, new token ids, finish_reason, timings and the effective parameters.
 
+The pieces they share are public, so other code builds on them instead of copying them:
+:func:`generation_config` (your parameters over the model's, checked), :func:`end_of_turn_ids`,
+:func:`new_token_limit`, :func:`make_result` (``finish_reason`` and the cut-answer hint) — used by
+``qwenlab.sample_loop`` — :func:`check_context` (a prompt longer than the model's context is refused
+before any compute, with :class:`ContextTooLongError`) and :class:`PieceStreamer`, the UTF-8-safe
+streamer (an extension point like transformers' ``BaseStreamer``).
+
+Wrong inputs get errors that name the argument: a role other than :data:`ROLES`, content that is not
+text, ``max_new_tokens=1.5``, ``num_return_sequences=3`` (these functions return one answer).
+
 Taught in ``00_quickstart.ipynb`` (first answer) and ``04_generate.ipynb`` (parameters, truncation,
 streaming).
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import queue
 import threading
 import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
+
+from .display import Table, TableView
+from .modelfacts import model_name
+from .sampling import sampling_steps
 
 __all__ = [
     "SAMPLING_KEYS",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "ROLES",
+    "ContextTooLongError",
     "GenerationResult",
+    "as_messages",
     "build_inputs",
     "effective_params",
+    "generation_config",
+    "context_length",
+    "check_context",
+    "end_of_turn_ids",
+    "new_token_limit",
+    "make_result",
     "generate",
     "stream",
+    "PieceStreamer",
     "TextStream",
     "transformers_fallbacks",
     "ParameterTable",
@@ -28,8 +56,27 @@ __all__ = [
 
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 DEFAULT_MAX_NEW_TOKENS = 256
+ROLES = ("system", "user", "assistant", "tool")  # the roles Qwen's chat templates know
+
+# whole-number generation parameters and their smallest allowed value
+_WHOLE_NUMBERS = {"max_new_tokens": 1, "max_length": 1, "min_new_tokens": 0, "min_length": 0,
+                  "num_beams": 1, "num_return_sequences": 1}
 
 Messages = Sequence[dict]
+
+
+class ContextTooLongError(ValueError):
+    """A prompt that does not fit the model's context (or a conversation's budget); nothing was generated.
+
+    Attributes:
+        prompt_tokens: tokens the prompt needs.
+        limit: tokens the context (or the budget) allows.
+    """
+
+    def __init__(self, message: str, prompt_tokens: int, limit: int):
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
 
 
 @dataclass
@@ -63,15 +110,42 @@ class GenerationResult:
         return self.text if not self.hint else f"{self.text}\n[{self.hint}]"
 
 
-def _as_messages(prompt_or_messages: str | Messages) -> list[dict]:
+def as_messages(prompt_or_messages: str | Messages) -> list[dict]:
+    """A prompt as chat messages: a string becomes ``[{"role": "user", "content": ...}]``; a list of
+    ``{"role", "content"}`` dicts is checked and returned as a list.
+
+    >>> as_messages("你好")
+    [{'role': 'user', 'content': '你好'}]
+
+    Taught in ``04_generate.ipynb`` (the chat template of a plain prompt).
+    """
     if isinstance(prompt_or_messages, str):
         return [{"role": "user", "content": prompt_or_messages}]
-    messages = list(prompt_or_messages)
-    if not messages or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
-        raise ValueError(
-            "prompt_or_messages must be a string or a non-empty list of {'role': ..., 'content': ...} dicts."
-        )
-    return messages
+    if not isinstance(prompt_or_messages, (list, tuple)) or not prompt_or_messages:
+        raise TypeError("prompt_or_messages must be a string or a non-empty list of {'role': ..., 'content': ...} "
+                        f"dicts, got {type(prompt_or_messages).__name__}: "
+                        "e.g. [{'role': 'user', 'content': '你好'}].")
+    for i, message in enumerate(prompt_or_messages):
+        _check_message(i, message)
+    return list(prompt_or_messages)
+
+
+def _check_message(i: int, message: Any) -> None:
+    """A chat message: a dict with a role Qwen's template knows and text content (else a named error)."""
+    if not isinstance(message, dict):
+        raise TypeError(f"message {i} must be a dict with 'role' and 'content', got {type(message).__name__} "
+                        f"{message!r}: e.g. {{'role': 'user', 'content': '你好'}}.")
+    if "role" not in message or "content" not in message:
+        raise ValueError(f"message {i} needs both 'role' and 'content', got {message!r}: "
+                         "e.g. {'role': 'user', 'content': '你好'}.")
+    if message["role"] not in ROLES:
+        raise ValueError(f"message {i} has role {message['role']!r}; the chat template knows only "
+                         f"{', '.join(ROLES)}.")
+    content = message["content"]
+    tool_call = message["role"] == "assistant" and message.get("tool_calls") and content in (None, "")
+    if not isinstance(content, str) and not tool_call:
+        raise TypeError(f"message {i} ({message['role']}) has content {content!r} of type "
+                        f"{type(content).__name__}; the content must be text (a str).")
 
 
 def build_inputs(
@@ -88,7 +162,7 @@ def build_inputs(
     extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return dict(
         tokenizer.apply_chat_template(
-            _as_messages(prompt_or_messages),
+            as_messages(prompt_or_messages),
             add_generation_prompt=add_generation_prompt,
             return_tensors="pt",
             return_dict=True,
@@ -117,12 +191,34 @@ def transformers_fallbacks() -> dict:
 
 def _check_sampling(values: dict) -> None:
     """Raise our ValueError (naming the argument and its range) before transformers raises its own."""
-    from .sampling import sampling_steps
+    sampling_steps(bool(values.get("do_sample")), values.get("temperature"), values.get("top_k"), values.get("top_p"),
+                   values.get("min_p"), values.get("repetition_penalty"))
 
-    sampling_steps(**{k: values.get(k) for k in SAMPLING_KEYS})
+
+def _check_kinds(params: dict) -> None:
+    """Whole numbers where transformers needs them, a bool for ``do_sample``, one answer per call."""
+    for key, lowest in _WHOLE_NUMBERS.items():
+        value = params.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lowest):
+            raise ValueError(f"{key} must be a whole number >= {lowest}, got {value!r} "
+                             f"({type(value).__name__}): e.g. {key}={max(lowest, 64) if 'new' in key else lowest}.")
+    if params.get("do_sample") is not None and not isinstance(params["do_sample"], bool):
+        raise ValueError(f"do_sample must be True or False, got {params['do_sample']!r}.")
+    if (params.get("num_return_sequences") or 1) > 1:
+        raise ValueError(f"num_return_sequences={params['num_return_sequences']}: qwenlab.generate and "
+                         "qwenlab.stream return one answer per call. For several answers call generate once per "
+                         "answer with seed=0, 1, 2 ... (or call model.generate yourself).")
 
 
-def _generation_config(model: Any, tokenizer: Any, params: dict):
+def generation_config(model: Any, tokenizer: Any, params: dict) -> Any:
+    """The ``GenerationConfig`` :func:`generate` passes to ``model.generate``: the model's own with your
+    ``params`` on top, checked (unknown names: ``TypeError``; values out of range or of the wrong kind,
+    such as ``max_new_tokens=1.5``, and ``num_return_sequences`` > 1: ``ValueError``), a pad token set,
+    and ``max_new_tokens`` defaulting to 256 when no length is given.
+
+    Used by :func:`generate`, :func:`stream` and ``qwenlab.sample_loop``. Taught in ``04_generate.ipynb``.
+    """
+    _check_kinds(params)
     gc = copy.deepcopy(model.generation_config)
     unknown = gc.update(**params)
     if unknown:
@@ -160,28 +256,19 @@ def effective_params(model: Any, **params: Any) -> dict:
 
 
 @dataclass
-class ParameterTable:
+class ParameterTable(TableView):
     """Where each generation parameter comes from: transformers' generic fallback, the model's
-    generation_config, and what :func:`generate` really uses (see :func:`parameter_sources`)."""
+    generation_config, and what :func:`generate` really uses (see :func:`parameter_sources`).
+
+    ``rows`` holds ``(parameter, fallback, model's value, used)`` with the raw values (None: not set).
+    """
 
     rows: list[tuple[str, Any, Any, Any]]
 
     HEADER = ("parameter", "transformers fallback", "model generation_config", "qwenlab.generate uses")
 
-    def __str__(self) -> str:
-        cells = [self.HEADER] + [tuple("—" if v is None else str(v) for v in row) for row in self.rows]
-        widths = [max(len(str(r[i])) for r in cells) for i in range(4)]
-        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in cells)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        def cell(v: Any) -> str:
-            return "<td>—</td>" if v is None else f"<td><code>{html.escape(str(v))}</code></td>"
-
-        head = "".join(f"<th>{h}</th>" for h in self.HEADER)
-        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in self.rows)
-        return f"<table><tr>{head}</tr>{body}</table>"
+    def table(self) -> Table:
+        return Table(self.HEADER, self.rows, css_class="qwenlab-parameters")
 
 
 def parameter_sources(model: Any, **params: Any) -> ParameterTable:
@@ -199,8 +286,9 @@ def parameter_sources(model: Any, **params: Any) -> ParameterTable:
     used = effective_params(model, **params)
     own_length = (f"max_new_tokens={own.max_new_tokens}" if own.max_new_tokens is not None
                   else f"max_length={own.max_length}" if own.max_length is not None else None)
-    rows = [("max_new_tokens / max_length", f"max_length={fallbacks.get('max_length')} (→ 20 new tokens)",
-             own_length, f"max_new_tokens={used['max_new_tokens']}")]
+    length = ("max_new_tokens / max_length", f"max_length={fallbacks.get('max_length')} (→ 20 new tokens)",
+              own_length, f"max_new_tokens={used['max_new_tokens']}")
+    rows: list[tuple[str, Any, Any, Any]] = [length]
     ignored = "(ignored: greedy)"
     rows += [(k, fallbacks.get(k), getattr(own, k, None),
               ignored if used[k] is None and not used["do_sample"] and k != "repetition_penalty" else used[k])
@@ -208,12 +296,53 @@ def parameter_sources(model: Any, **params: Any) -> ParameterTable:
     return ParameterTable(rows)
 
 
-def _eos_ids(gc: Any, tokenizer: Any) -> set[int]:
+def context_length(model: Any) -> int | None:
+    """How many tokens the model reads at most (``config.max_position_embeddings``; None when unknown).
+
+    Taught in ``05_chat.ipynb`` (the context budget).
+    """
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        value = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(model: Any, prompt_tokens: int) -> None:
+    """Refuse a prompt the model cannot read: at least its whole context, so no room for one new token.
+
+    Called by :func:`generate` and :func:`stream` after tokenizing and before any compute (a 35k-token
+    prompt on a 32k model would otherwise run for minutes and then answer from broken positions).
+
+    Raises:
+        ContextTooLongError: with the numbers and what to do.
+    """
+    limit = context_length(model)
+    if limit is not None and prompt_tokens >= limit:
+        raise ContextTooLongError(
+            f"The prompt has {prompt_tokens:,} tokens, but {model_name(model)} reads at most {limit:,} "
+            "(config.max_position_embeddings), leaving no room for an answer: shorten the prompt, or let "
+            "qwenlab.Conversation drop the oldest turns.", prompt_tokens, limit)
+
+
+def _prepare_inputs(model: Any, tokenizer: Any, prompt_or_messages: str | Messages,
+                    enable_thinking: bool | None, params: dict) -> tuple[dict, Any]:
+    """Check the parameters, tokenize, check the length: everything that can fail before generating."""
+    gc = generation_config(model, tokenizer, params)
+    inputs = build_inputs(tokenizer, prompt_or_messages, enable_thinking)
+    check_context(model, int(inputs["input_ids"].shape[1]))
+    return {k: v.to(model.device) for k, v in inputs.items()}, gc
+
+
+def end_of_turn_ids(gc: Any, tokenizer: Any) -> set[int]:
+    """The token ids that end a reply: the config's ``eos_token_id`` (one id or a list), else the
+    tokenizer's (Qwen chat models: ``<|im_end|>`` and ``<|endoftext|>``)."""
     eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
     return set(eos if isinstance(eos, (list, tuple)) else [eos])
 
 
-def _new_token_limit(gc: Any, prompt_len: int) -> int:
+def new_token_limit(gc: Any, prompt_len: int) -> int:
     """How many tokens generation may add: ``max_new_tokens``, else what ``max_length`` (a total) leaves."""
     if gc.max_new_tokens is not None:
         return gc.max_new_tokens
@@ -230,9 +359,14 @@ def _cut_hint(gc: Any, prompt_len: int) -> str:
             f"Raise {bigger} or ask for a shorter answer.")
 
 
-def _finish(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, seconds: float,
-            skip_special_tokens: bool, params: dict) -> GenerationResult:
-    eos = _eos_ids(gc, tokenizer)
+def make_result(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, seconds: float,
+                skip_special_tokens: bool, params: dict) -> GenerationResult:
+    """The :class:`GenerationResult` of new token ids: decoded text, ``finish_reason`` (``"stop"`` when
+    the last id ends the turn, else ``"length"``) and, for a cut answer, the hint naming the limit.
+
+    Shared by :func:`generate`, :func:`stream` and ``qwenlab.sample_loop``, so they report alike.
+    """
+    eos = end_of_turn_ids(gc, tokenizer)
     stopped = bool(new_ids) and new_ids[-1] in eos
     reason = "stop" if stopped else "length"
     hint = _cut_hint(gc, prompt_len) if reason == "length" else None
@@ -267,6 +401,10 @@ def generate(
         **params: any ``transformers.GenerationConfig`` field: ``max_new_tokens`` (default 256),
             ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty`` ...
 
+    Raises:
+        ContextTooLongError: the prompt does not fit the model's context (checked before generating).
+        ValueError / TypeError: a parameter or message that cannot work, named in the message.
+
     Example:
         >>> r = qwenlab.generate(model, tokenizer, "用一句话介绍你自己", max_new_tokens=64)  # doctest: +SKIP
         >>> r.text, r.finish_reason, r.tokens_per_second                                     # doctest: +SKIP
@@ -275,9 +413,7 @@ def generate(
     """
     import torch
 
-    inputs = build_inputs(tokenizer, prompt_or_messages, enable_thinking)
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    gc = _generation_config(model, tokenizer, params)
+    inputs, gc = _prepare_inputs(model, tokenizer, prompt_or_messages, enable_thinking, params)
     if seed is not None:
         torch.manual_seed(seed)
     start = time.perf_counter()
@@ -286,42 +422,98 @@ def generate(
     seconds = time.perf_counter() - start
     prompt_len = inputs["input_ids"].shape[1]
     new_ids = out[0, prompt_len:].tolist()
-    return _finish(tokenizer, gc, new_ids, prompt_len, seconds, skip_special_tokens,
-                   effective_params(model, **params))
+    return make_result(tokenizer, gc, new_ids, prompt_len, seconds, skip_special_tokens,
+                       effective_params(model, **params))
 
 
-class _PieceStreamer:
-    """A transformers streamer that turns new token ids into UTF-8-safe text pieces on a queue.
+class PieceStreamer:
+    """Turns generated token ids into UTF-8-safe text pieces — the streamer behind :func:`stream`.
 
-    Decoding token by token breaks characters whose bytes span two tokens (you would see "�"); this
-    decodes everything generated so far and emits only the new, complete suffix.
+    Decoding token by token breaks a character whose bytes span two tokens (you would see "�"). This
+    decodes everything generated so far and hands on only the new, complete suffix; while the text
+    ends in an unfinished character it waits for the next token.
+
+    Two ways in:
+
+    - :meth:`add` (token ids) and :meth:`flush` (the end) — call them yourself, e.g. to replay a
+      generation one token at a time (``qwenlab.tokens.decode_steps`` does);
+    - :meth:`put` / :meth:`end` — transformers' streamer interface (``model.generate(...,
+      streamer=s)``; the first ``put`` is the prompt and is skipped).
+
+    Each new piece goes to :meth:`on_text` and the end to :meth:`on_end`; override them to send the
+    pieces somewhere (the way transformers' ``TextStreamer.on_finalized_text`` is overridden).
+
+    Args:
+        tokenizer: decodes the ids.
+        skip_special_tokens: drop ``<|im_end|>`` and other special tokens from the text (default True).
+
+    Example:
+        >>> s = PieceStreamer(tokenizer)
+        >>> [s.add([i]) for i in tokenizer.encode("囧!")]  # 囧 is two tokens: nothing until both arrived
+        ['', '囧', '!']
+
+    Taught in ``03_tokenizer.ipynb`` (why) and ``04_generate.ipynb`` (streaming).
     """
 
-    def __init__(self, tokenizer: Any, skip_special_tokens: bool):
+    def __init__(self, tokenizer: Any, skip_special_tokens: bool = True):
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.ids: list[int] = []
-        self.sent = ""
-        self.queue: queue.Queue = queue.Queue()
+        self.text = ""  # everything handed on so far
         self._prompt_seen = False
 
+    def add(self, token_ids: Iterable[int]) -> str:
+        """Add newly generated token ids; return the new complete text ("" while a character is unfinished)."""
+        self.ids.extend(int(t) for t in token_ids)
+        text = self._decode()
+        if text.endswith("\ufffd"):
+            return ""  # an unfinished multi-byte character: wait for the next token
+        return self._hand_on(text)
+
+    def flush(self) -> str:
+        """Generation is over: return (and hand on) whatever text is left, even an unfinished character."""
+        return self._hand_on(self._decode())
+
+    def on_text(self, piece: str) -> None:
+        """Called with each new piece of text; does nothing here (override it)."""
+
+    def on_end(self) -> None:
+        """Called once after the last piece; does nothing here (override it)."""
+
     def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first sends the prompt
+        """transformers' streamer call: a tensor of new token ids (the first call is the prompt: skipped)."""
+        if not self._prompt_seen:
             self._prompt_seen = True
             return
-        self.ids.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens)
-        if text.endswith("\ufffd"):
-            return  # an unfinished multi-byte character: wait for the next token
-        if len(text) > len(self.sent):
-            self.queue.put(text[len(self.sent):])
-            self.sent = text
+        self.add(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens)
-        if len(text) > len(self.sent):
-            self.queue.put(text[len(self.sent):])
-            self.sent = text
+        """transformers' streamer call when generation ends."""
+        self.flush()
+        self.on_end()
+
+    def _decode(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens)
+
+    def _hand_on(self, text: str) -> str:
+        if len(text) <= len(self.text):
+            return ""
+        piece, self.text = text[len(self.text):], text
+        self.on_text(piece)
+        return piece
+
+
+class _QueueStreamer(PieceStreamer):
+    """Puts each piece on a queue (read by :class:`TextStream` in the caller's thread); None marks the end."""
+
+    def __init__(self, tokenizer: Any, skip_special_tokens: bool):
+        super().__init__(tokenizer, skip_special_tokens)
+        self.queue: queue.Queue = queue.Queue()
+
+    def on_text(self, piece: str) -> None:
+        self.queue.put(piece)
+
+    def on_end(self) -> None:
         self.queue.put(None)
 
 
@@ -340,7 +532,11 @@ class _StopFlag:
 class TextStream:
     """Iterate to get text pieces as they are generated; ``.result`` holds the full result afterwards.
 
-    ``stop()`` ends generation early (the result then has ``finish_reason == "stopped"``).
+    Generation runs in a background thread. ``stop()`` ends it after the current token (the result then
+    has ``finish_reason == "stopped"``). Leaving the loop early (``break``, an exception, Ctrl-C) or
+    :meth:`close` stops it *and* waits for the thread, so nothing keeps computing behind your back;
+    ``with qwenlab.stream(...) as s:`` closes on the way out. A stream still running when Python exits
+    is stopped the same way (an unfinished generation thread would otherwise abort the interpreter).
     """
 
     def __init__(self, model: Any, tokenizer: Any, prompt_or_messages: str | Messages,
@@ -348,12 +544,14 @@ class TextStream:
         import torch
         from transformers import StoppingCriteriaList
 
+        if (params.get("num_beams") or 1) > 1:
+            raise ValueError(f"num_beams={params['num_beams']}: beam search cannot stream (the best beam is known "
+                             "only at the end); use qwenlab.generate for beam search.")
         self.result: GenerationResult | None = None
         self._error: BaseException | None = None
-        inputs = build_inputs(tokenizer, prompt_or_messages, enable_thinking)
-        inputs = {k: v.to(model.device) for k, v in inputs.items()}
-        gc = _generation_config(model, tokenizer, params)
-        self._streamer = _PieceStreamer(tokenizer, skip_special_tokens)
+        self._ended = False  # the end marker was read: iterating again yields nothing
+        inputs, gc = _prepare_inputs(model, tokenizer, prompt_or_messages, enable_thinking, params)
+        self._streamer = _QueueStreamer(tokenizer, skip_special_tokens)
         self._stop = _StopFlag()
         prompt_len = inputs["input_ids"].shape[1]
 
@@ -365,35 +563,77 @@ class TextStream:
                 with torch.inference_mode():
                     model.generate(**inputs, generation_config=gc, streamer=self._streamer,
                                    stopping_criteria=StoppingCriteriaList([self._stop]))
-                self.result = _finish(tokenizer, gc, self._streamer.ids, prompt_len,
-                                      time.perf_counter() - start, skip_special_tokens,
-                                      effective_params(model, **params))
+                self.result = make_result(tokenizer, gc, self._streamer.ids, prompt_len,
+                                          time.perf_counter() - start, skip_special_tokens,
+                                          effective_params(model, **params))
                 if self._stop.event.is_set() and self.result.finish_reason == "length":
                     self.result.finish_reason, self.result.hint = "stopped", None
             except BaseException as err:  # surfaced in the consumer's thread
                 self._error = err
                 self._streamer.queue.put(None)
 
-        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread = threading.Thread(target=work, daemon=True, name="qwenlab.stream")
+        _RUNNING.add(self)
         self._thread.start()
 
     def __iter__(self) -> Iterator[str]:
-        while True:
-            piece = self._streamer.queue.get()
-            if piece is None:
-                break
-            yield piece
+        try:
+            while not self._ended:
+                piece = self._streamer.queue.get()
+                if piece is None:
+                    self._ended = True
+                    break
+                yield piece
+        finally:  # the loop was left early (break, an error, Ctrl-C): stop generating and wait for it
+            if not self._ended:
+                self.close()
         self._thread.join()
+        _RUNNING.discard(self)
         if self._error is not None:
             raise self._error
 
+    def __enter__(self) -> TextStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def stop(self) -> None:
-        """Ask generation to end after the current token."""
+        """Ask generation to end after the current token (returns at once; see :meth:`close`)."""
         self._stop.event.set()
+
+    def close(self) -> None:
+        """Stop generation and wait until its thread has ended; the result so far is kept in ``.result``."""
+        self.stop()
+        self._thread.join()
+        _RUNNING.discard(self)
+
+    @property
+    def running(self) -> bool:
+        """Whether the generation thread is still working."""
+        return self._thread.is_alive()
+
+    def finish(self) -> GenerationResult:
+        """Wait for the end of generation (consuming the pieces not read yet) and return the result."""
+        for _ in self:
+            pass
+        assert self.result is not None  # the worker sets it before its thread ends, and iterating joins it
+        return self.result
 
     @property
     def text(self) -> str:
-        return self._streamer.sent
+        """The text generated so far."""
+        return self._streamer.text
+
+
+_RUNNING: weakref.WeakSet[TextStream] = weakref.WeakSet()  # streams whose thread may still be working
+
+
+@atexit.register
+def _close_running_streams() -> None:
+    """At interpreter exit, stop every stream still generating and wait for it (else torch aborts, rc 134)."""
+    for text_stream in list(_RUNNING):
+        text_stream.close()
 
 
 def stream(
@@ -407,6 +647,9 @@ def stream(
     **params: Any,
 ) -> TextStream:
     """Like :func:`generate`, but yields text pieces while the model generates (UTF-8 safe).
+
+    The parameters and the prompt's length are checked here, before the generation thread starts (the
+    errors of :func:`generate`). ``break`` out of the loop stops generation and waits for its thread.
 
     Example:
         >>> for piece in qwenlab.stream(model, tokenizer, "写一首关于春天的短诗"):   # doctest: +SKIP

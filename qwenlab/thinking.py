@@ -11,8 +11,12 @@ Taught in ``06_thinking.ipynb``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
+
+from . import catalog
+from .modelfacts import model_name
 
 __all__ = [
     "THINK_OPEN",
@@ -123,7 +127,7 @@ def _split_ids(ids: list[int], tokenizer: Any, skip_special_tokens: bool) -> Thi
     special = set(tokenizer.all_special_ids) if skip_special_tokens else set()
     first = next((i for i, t in enumerate(ids) if t not in special), None)
     opened = first is not None and ids[first] == open_id
-    start = first + 1 if opened else 0
+    start = first + 1 if first is not None and opened else 0
     closes = [i for i, t in enumerate(ids) if t == close_id]
 
     def decode(part: list[int]) -> str:
@@ -398,16 +402,12 @@ class ModeSettings:
 
 
 def _catalog_name(model_or_name: Any) -> str | None:
-    from . import catalog
-
-    if isinstance(model_or_name, str):
-        name = model_or_name
-    else:
-        name = getattr(model_or_name, "_qwenlab_meta", {}).get("name") or getattr(
-            getattr(model_or_name, "config", None), "name_or_path", None)
+    if model_or_name is None:
+        return None
+    name = model_name(model_or_name)  # the name load_model recorded, else the model's config path
     if not name:
         return None
-    info = catalog.find(str(name))
+    info = catalog.find(name)
     return info.name if info else None
 
 
@@ -428,10 +428,8 @@ def mode_settings(model_or_name: Any, thinking: bool, **overrides: Any) -> ModeS
 
     Taught in ``06_thinking.ipynb``.
     """
-    from .catalog import recommended_sampling
-
     name = _catalog_name(model_or_name)
-    recommended = recommended_sampling(name, thinking=thinking) if name else {}
+    recommended = catalog.recommended_sampling(name, thinking=thinking) if name else {}
     source = f"catalog: {name} ({'thinking' if thinking else 'non-thinking'})" if name else \
         "the model's generation_config (not in the catalog)"
     params = {**recommended, **overrides}

@@ -8,10 +8,18 @@ Taught in ``04_generate.ipynb`` (SamplingLab), ``05_chat.ipynb`` (ChatBox), ``06
 
 from __future__ import annotations
 
-# ---- SamplingLab (04_generate) -------------------------------------------------------------------
-
 import html as _html
+import io as _io
+import threading as _threading
+import time as _time
 from typing import Any as _Any
+
+from .generation import effective_params, generate, stream, transformers_fallbacks
+from .sampleloop import next_token_logits
+from .sampling import distribution_from_logits, plot_distribution
+from .thinking import STATES, ThinkingStream, split_thinking
+
+# ---- SamplingLab (04_generate) -------------------------------------------------------------------
 
 
 class SamplingLab:
@@ -27,6 +35,7 @@ class SamplingLab:
     (e.g. temperature 0 while sampling) show a message in the panel instead of a traceback.
 
     For tests and notebooks the results are attributes: ``last`` (the NextTokenDistribution shown),
+    ``chart`` (an image widget: ``chart.value`` is the PNG of the charts on screen),
     ``last_result`` (the last GenerationResult), ``last_batch`` and ``distinct`` ("Generate ×5"),
     ``forward_passes`` (model runs for the chart so far).
 
@@ -41,8 +50,6 @@ class SamplingLab:
     def __init__(self, model: _Any, tokenizer: _Any, prompt: str = "用一个词形容大海:", top: int = 10,
                  max_new_tokens: int = 48, enable_thinking: bool | None = None, draw: bool = True):
         import ipywidgets as w
-
-        from .generation import effective_params, transformers_fallbacks
 
         self.model, self.tokenizer, self.top = model, tokenizer, top
         self.enable_thinking, self.draw = enable_thinking, draw
@@ -76,7 +83,7 @@ class SamplingLab:
         self.generate_button = w.Button(description="Generate", button_style="primary")
         self.generate5_button = w.Button(description="Generate ×5")
         self.message = w.HTML()
-        self.chart = w.Output()
+        self.chart = w.Image(format="png")
         self.output = w.HTML()
         self.diversity = w.HTML()
 
@@ -119,8 +126,6 @@ class SamplingLab:
         self.update()
 
     def _logits(self) -> tuple[_Any, _Any]:
-        from .sampling import next_token_logits
-
         prompt = self.prompt.value
         if self._cache is None or self._cache[0] != prompt:
             input_ids, logits = next_token_logits(self.model, self.tokenizer, prompt, self.enable_thinking)
@@ -134,8 +139,6 @@ class SamplingLab:
         Returns the NextTokenDistribution (also kept as ``last``), or None when the settings are invalid
         (the message line says why).
         """
-        from .sampling import distribution_from_logits
-
         if not self.prompt.value.strip():
             self._say("请先输入提示 (type a prompt first).", ok=False)
             return None
@@ -152,16 +155,16 @@ class SamplingLab:
         return dist
 
     def _draw(self, dist: _Any) -> None:
+        """Render the stage charts to a PNG in the ``chart`` image (what the panel shows)."""
         import matplotlib.pyplot as plt
-        from IPython.display import display
-
-        from .sampling import plot_distribution
 
         fig = plot_distribution(dist)
-        with self.chart:
-            self.chart.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+        try:
+            png = _io.BytesIO()
+            fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+        self.chart.value = png.getvalue()
 
     # ---- generation ---------------------------------------------------------------------------------
 
@@ -173,8 +176,6 @@ class SamplingLab:
 
     def on_generate(self) -> _Any:
         """Stream one answer at the current settings into the panel; returns the GenerationResult."""
-        from .generation import stream
-
         self.output.value = ""
         try:
             text_stream = stream(self.model, self.tokenizer, self.prompt.value, seed=int(self.seed.value),
@@ -184,7 +185,7 @@ class SamplingLab:
         except (ValueError, TypeError) as err:
             self._say(f"⚠️ {err}", ok=False)
             return None
-        result = text_stream.result
+        result = text_stream.finish()
         self.last_result = result
         note = f" · ⚠️ {result.hint}" if result.hint else ""
         self.output.value = (f"<div style='white-space:pre-wrap'>{_html.escape(result.text)}</div>"
@@ -195,8 +196,6 @@ class SamplingLab:
 
     def on_generate_many(self, n: int = 5) -> int | None:
         """Generate ``n`` answers (seeds ``seed … seed+n-1``); show them and how many are distinct."""
-        from .generation import generate
-
         self.diversity.value = f"⏳ generating {n} answers…"
         results = []
         try:
@@ -223,11 +222,6 @@ class SamplingLab:
 
 
 # ---- ChatBox and ThinkingView (05_chat, 06_thinking) ---------------------------------------------
-
-import html as _html
-import threading as _threading
-import time as _time
-from typing import Any as _Any
 
 _GREY = "color:#8a8a8a"
 
@@ -291,8 +285,6 @@ class ThinkingView:
 
     def show_result(self, split: _Any) -> None:
         """Show the final state (and what to do when the thought was cut)."""
-        from .thinking import STATES
-
         text = STATES.get(split.state, split.state)
         if split.hint:
             text += f"<br>⚠️ {_html.escape(split.hint)}"
@@ -300,8 +292,6 @@ class ThinkingView:
 
     def play(self, token_ids: _Any, tokenizer: _Any, delay: float = 0.0) -> _Any:
         """Replay token ids one by one through a ThinkingStream; returns the final ThinkingSplit."""
-        from .thinking import ThinkingStream
-
         self.clear()
         ts = ThinkingStream(tokenizer)
         for token_id in (token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids):
@@ -320,9 +310,6 @@ class ThinkingView:
         ``kwargs`` go to ``stream`` (``enable_thinking``, ``max_new_tokens``, ``seed`` …). Returns the
         ``ThinkingSplit`` of the whole reply (split on token ids).
         """
-        from .generation import stream
-        from .thinking import ThinkingStream, split_thinking
-
         self.clear()
         ts = ThinkingStream()
         text_stream = stream(model, tokenizer, prompt_or_messages, **kwargs)
@@ -331,7 +318,7 @@ class ThinkingView:
                 self.apply(event)
         for event in ts.close():
             self.apply(event)
-        split = split_thinking(text_stream.result.token_ids, tokenizer)
+        split = split_thinking(text_stream.finish().token_ids, tokenizer)
         self.show_result(split)
         return split
 

@@ -39,8 +39,41 @@ def test_recommended_sampling_returns_a_copy():
     assert catalog.recommended_sampling("Qwen/Qwen2.5-0.5B-Instruct")["temperature"] == 0.7
 
 
-def test_only_qwen3_has_thinking():
-    assert [m.name for m in catalog.CATALOG.values() if m.thinking] == ["Qwen/Qwen3-0.6B"]
+def test_only_models_with_qwen3s_template_have_thinking():
+    """Qwen3 and the mini thinker (the offline model driven by Qwen3's tokenizer and template)."""
+    assert {m.name for m in catalog.CATALOG.values() if m.thinking} == {"Qwen/Qwen3-0.6B", catalog.THINKER_MODEL}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B"),
+    ("qwen/Qwen1.5-0.5B-Chat", "Qwen/Qwen1.5-0.5B-Chat"),  # ModelScope's spelling, listed in the catalog
+    ("Qwen3-0.6B", "Qwen/Qwen3-0.6B"),  # a bare name, exactly as listed
+    ("offline", "offline"),
+    ("Qwen/Qwen2.5-1.5B-Instruct", None),  # a real repo outside the catalog
+    ("someone/tiny-model", None),
+])
+def test_lookup_accepts_listed_ids_and_any_other_repo(name, expected):
+    info = catalog.lookup(name)
+    assert (info.name if info else None) == expected
+
+
+@pytest.mark.parametrize("name, first", [
+    ("Qwen/Qwen3-0.6b", "Qwen/Qwen3-0.6B"),  # case: ids are copied exactly
+    ("QWEN/QWEN3-0.6B", "Qwen/Qwen3-0.6B"),
+    ("Qwen/Qwen2.5_0.5B_Instruct", "Qwen/Qwen2.5-0.5B-Instruct"),  # _ for -
+    ("qwen/Qwen-0.5B", None),  # seed 001: lowercase org, no such model
+    ("qwen/Qwen1.5-0.5B", None),  # seed 000: the base model, with the old ModelScope org spelling
+    ("Qwen3-1.7B", None),  # a bare name that is not listed: a hub id needs its org
+])
+def test_lookup_refuses_near_misses_with_the_closest_ids(name, first):
+    with pytest.raises(catalog.UnknownModelError) as err:
+        catalog.lookup(name)
+    suggestions = err.value.suggestions
+    assert suggestions and all(s in catalog.CATALOG for s in suggestions)
+    if first:
+        assert suggestions == [first]
+    if name.startswith("qwen/"):
+        assert "Hugging Face" in str(err.value) and "'Qwen/<name>'" in str(err.value)
 
 
 def test_prequantized_repos_belong_to_a_course_model_and_keep_its_chat_settings():

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from qwenlab.chat import ContextTooLongError, Conversation
+from qwenlab.chat import ContextTooLongError, Conversation, read_saved
+from qwenlab.modelfacts import facts_of, remember
 from qwenlab.widgets import ChatBox
 
 from tests.conftest import PROBE
@@ -85,11 +86,10 @@ def test_catalog_recommendation_per_mode_unless_overridden(offline_like_qwen3):
 def offline_like_qwen3(tiny):
     """The tiny model, known to qwenlab as Qwen3-0.6B (as load_model names a catalog model)."""
     model, tokenizer = tiny
-    saved = dict(model._qwenlab_meta)
-    model._qwenlab_meta["name"] = "Qwen/Qwen3-0.6B"
+    saved = facts_of(model)
+    remember(model, saved.but(name="Qwen/Qwen3-0.6B"))
     yield Conversation(model, tokenizer)
-    model._qwenlab_meta.clear()
-    model._qwenlab_meta.update(saved)
+    remember(model, saved)
 
 
 def test_streaming_gives_the_reply_piece_by_piece_then_records_it(conv):
@@ -130,6 +130,7 @@ def test_save_and_load_round_trip(conv, tmp_path):
     path = conv.save(tmp_path / "chat.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["system"] == SYSTEM and len(data["messages"]) == 4 and data["params"] == {"max_new_tokens": 8}
+    assert data["model"] == facts_of(conv.model).name  # the name load_model recorded
     again = Conversation.load(path, conv.model, conv.tokenizer)
     assert again.messages == conv.messages and again.render() == conv.render()
     (tmp_path / "other.json").write_text("{}")
@@ -173,3 +174,62 @@ def test_two_turn_chat_with_the_offline_model(offline):
     assert "berlin" in second.content.lower()
     assert [m["role"] for m in conv.messages] == ["system", "user", "assistant", "user", "assistant"]
     assert "Paris" in conv.render()  # the first answer is part of the second prompt: that is the "memory"
+
+
+def test_wrong_messages_and_parameters_are_refused_and_change_nothing(conv):
+    conv.reply("hello", seed=0)
+    before = list(conv.history)
+    with pytest.raises(TypeError, match="add_user needs the message text as a str, got None"):
+        conv.add_user(None)
+    with pytest.raises(TypeError, match="add_assistant"):
+        conv.add_assistant(42)
+    with pytest.raises(TypeError, match="got 7"):
+        conv.reply(7)
+    with pytest.raises(ValueError, match="max_new_tokens must be a whole number"):
+        conv.reply("hi", max_new_tokens=1.5)
+    assert conv.history == before and "None" not in conv.render()
+
+    with pytest.raises(ValueError, match="max_new_tokens must be a whole number"):
+        conv.set_params(max_new_tokens="abc")
+    with pytest.raises(TypeError, match="Unknown generation parameter"):
+        conv.set_params(temprature=0.5)
+    assert conv.params == {"max_new_tokens": 8}
+    conv.set_params(temperature=0.5)
+    assert conv.params == {"max_new_tokens": 8, "temperature": 0.5}
+    conv.set_params(temperature=None)  # back to the recommended / the model's value
+    assert conv.params == {"max_new_tokens": 8}
+
+
+def test_a_reply_that_fails_while_generating_leaves_the_history_as_it_was(conv, monkeypatch):
+    conv.reply("hello", seed=0)
+    before = list(conv.history)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(conv.model, "generate", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        conv.reply("this one fails")
+    with pytest.raises(RuntimeError, match="simulated"):
+        list(conv.reply("this one fails while streaming", stream=True))
+    assert conv.history == before
+    monkeypatch.undo()
+    conv.reply("and the chat goes on", seed=1)
+    assert len(conv.history) == len(before) + 2
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (None, "Cannot read a conversation from .*missing.json"),
+    ("{not json", "Cannot read a conversation from .*chat.json"),
+    ('{"format": "something-else"}', "not a saved qwenlab conversation"),
+    ('{"format": "qwenlab-conversation", "messages": {"role": "user"}}', '"messages" is not a list'),
+    ('{"format": "qwenlab-conversation", "messages": [{"role": "robot", "content": "x"}]}', "role 'robot'"),
+    ('{"format": "qwenlab-conversation", "messages": [{"role": "user", "content": 5}]}', "must be text"),
+    ('{"format": "qwenlab-conversation", "messages": [], "params": [1]}', '"params" should be dict'),
+])
+def test_reading_a_saved_conversation_names_what_is_wrong_without_a_model(tmp_path, content, match):
+    path = tmp_path / ("missing.json" if content is None else "chat.json")
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        read_saved(path)

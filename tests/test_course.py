@@ -87,3 +87,24 @@ def test_course_runner_writes_html_and_reports_failures(tmp_path):
     assert "answer 42" in html
     executed = nbformat.read(out_dir / "00_ok.ipynb", as_version=4)
     assert executed.cells[1].outputs[0]["text"].strip() == "answer 42"
+
+
+COURSE = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("nb_path", COURSE, ids=lambda p: p.name)
+def test_first_cell_states_time_peak_memory_and_the_core_path(nb_path):
+    """A teacher cutting a 3-hour path reads, at the top of every notebook, how long it ran (offline model,
+    2 CPU cores), its peak memory, and which sections are core (★) or optional (☆)."""
+    import re
+
+    nb = nbformat.read(nb_path, as_version=4)
+    first = next(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert re.search(r"运行时间 \(time to run\)：约 \d+ 分钟[^\n]*2 个 CPU 核", first), "time to run missing"
+    assert re.search(r"峰值内存 \(peak memory\)：约 \d+(\.\d+)? GB", first), "peak memory missing"
+    path = re.search(r"路线 \(path\)：★ 核心 \(core\) [^\n]+ · ☆ 选学 \(optional\) [^\n]+", first)
+    assert path, "the ★ core / ☆ optional path line is missing"
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if re.match(r"## \d+\.", line)]
+    marked = [h for h in headings if "★" in h or "☆" in h]
+    assert not marked or len(marked) == len(headings), f"some section headings lack ★/☆: {set(headings) - set(marked)}"

@@ -17,6 +17,7 @@ import pytest
 
 from qwenlab import hub, mirror
 from qwenlab.catalog import UnknownModelError
+from qwenlab.cli import main as qwenlab_cli
 from qwenlab.models import ModelNotAvailableError
 from qwenlab.paths import models_dir
 from tests.conftest import PROBE
@@ -27,22 +28,16 @@ from tests.test_mirror import (  # noqa: F401  (fixtures re-used)
 WEIGHTS = "model.safetensors"
 
 
-class _DownAfterDrop(mirror._Handler):
-    """After cutting one file response, answer 503 to everything: the mirror died mid-download."""
+def dying_mirror(repo_dir: Path) -> mirror.MirrorServer:
+    """A mirror that cuts the first file response mid-way and then answers 503 to everything (it died)."""
+    srv = mirror.MirrorServer({REPO: repo_dir}, drop_after=24 * MiB)
 
-    def _route(self, head: bool) -> None:
-        if getattr(self.server.mirror, "down", False):
-            return self._error(503, "ServiceUnavailable", "the mirror is down", head)
-        super()._route(head)
+    def pause_after_a_drop(entry: mirror.LogEntry) -> None:
+        if entry.dropped:
+            srv.paused = True
 
-    def _log(self, status, start=None, end=None, sent=0, dropped=False) -> None:
-        super()._log(status, start, end, sent, dropped)
-        if dropped:
-            self.server.mirror.down = True
-
-
-class DyingMirror(mirror.MirrorServer):
-    handler_class = _DownAfterDrop
+    srv.on_request = pause_after_a_drop
+    return srv
 
 
 def closed_port_url() -> str:
@@ -83,11 +78,14 @@ def test_connection_dropped_mid_file_resumes_in_the_same_call(repo_dir):
 
 def test_next_call_resumes_and_never_refetches_bytes_on_disk(repo_dir):
     size = (repo_dir / WEIGHTS).stat().st_size
-    with DyingMirror({REPO: repo_dir}, drop_after=24 * MiB) as dying:
-        with pytest.raises(hub.DownloadError, match="partial files resume"):
+    with dying_mirror(repo_dir) as dying:
+        with pytest.raises(hub.DownloadError) as err:
             hub.fetch(REPO, source=dying.url, progress=False)
     folder = models_dir() / "test--tiny-model"
     partial = folder / ".qwenlab" / "partial" / f"{WEIGHTS}.part"
+    message = str(err.value)
+    assert "\n" not in message and "No file of yours" in message
+    assert f"partial files of {WEIGHTS} wait in {partial.parent} and resume when you run the same command" in message
     on_disk = partial.stat().st_size
     assert 0 < on_disk < size
     assert not (folder / "config.json").exists() and hub.folder_weights(folder) is None  # never looks complete
@@ -142,7 +140,7 @@ def test_first_source_unreachable_falls_back_to_the_next(server, repo_dir):
 
 def test_source_failing_mid_way_hands_over_and_the_next_resumes(repo_dir):
     size = (repo_dir / WEIGHTS).stat().st_size
-    with DyingMirror({REPO: repo_dir}, drop_after=24 * MiB) as dying, \
+    with dying_mirror(repo_dir) as dying, \
             mirror.MirrorServer({REPO: repo_dir}) as healthy:
         report = hub.fetch(REPO, source=[dying.url, healthy.url], progress=False)
         [get] = healthy.requests(WEIGHTS, "GET")
@@ -219,16 +217,22 @@ def test_list_models_covers_every_cache_and_delete_removes_only_one(server, repo
 
 
 def test_cli_download_and_models(server, capsys):
-    assert hub.cli([REPO, "--source", server.url, "--quiet", "--json"], command="download") == 0
+    assert qwenlab_cli(["download", REPO, "--source", server.url, "--quiet", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["url"] == server.url and report["repo_id"] == REPO
-    assert hub.cli(["--json"], prog="qwenlab models", command="models") == 0
+    assert qwenlab_cli(["models"]) == 0
+    table = capsys.readouterr().out
+    assert REPO in table and "complete" in table and str(models_dir()) in table
+    assert qwenlab_cli(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(m["name"], m["complete"]) for m in listed] == [(REPO, True)]
-    assert hub.cli(["--delete", REPO, "--yes"], prog="qwenlab models", command="models") == 0
+    assert qwenlab_cli(["models", "--delete", REPO, "--yes"]) == 0
+    assert f"deleted {REPO}" in capsys.readouterr().out
     assert hub.list_models() == []
-    assert hub.cli(["Qwen/Qwen-0.5B", "--source", server.url, "--quiet"]) == 1
-    assert "Qwen/Qwen2.5-0.5B-Instruct" in capsys.readouterr().err
+    assert qwenlab_cli(["models"]) == 0 and "no models on disk" in capsys.readouterr().out
+    assert qwenlab_cli(["download", "Qwen/Qwen-0.5B", "--source", server.url, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("qwenlab download: ") and "Qwen/Qwen2.5-0.5B-Instruct" in err
 
 
 def test_load_model_downloads_a_missing_catalog_model(tiny_dir, monkeypatch):
@@ -308,3 +312,17 @@ def test_a_gptq_repo_on_a_cpu_fails_before_any_download_and_names_the_cpu_option
         qwenlab.load_model("Qwen/Qwen2.5-0.5B-Instruct-GPTQ-Int4")
     assert "quantize(model, 'fast')" in str(err.value) and "Qwen/Qwen2.5-0.5B-Instruct-GGUF" in str(err.value)
     assert not (models_dir() / "Qwen--Qwen2.5-0.5B-Instruct-GPTQ-Int4").exists()
+
+
+def test_download_through_a_mirror_that_asks_for_a_class_code_sends_hf_token(repo_dir, tmp_path, monkeypatch,
+                                                                              isolated_home):
+    """What a student off loopback does: HF_TOKEN=<class code> qwenlab download MODEL --source URL."""
+    code = mirror.class_code()
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with mirror.MirrorServer({REPO: repo_dir}, api_key=code) as srv:
+        with pytest.raises(hub.DownloadError, match="401"):
+            hub.download(REPO, source=srv.url, local_dir=tmp_path / "no-code", progress=False)
+        monkeypatch.setenv("HF_TOKEN", code)
+        folder = hub.download(REPO, source=srv.url, local_dir=tmp_path / "with-code", progress=False)
+    assert sha256(folder / WEIGHTS) == sha256(repo_dir / WEIGHTS)
+    assert hub.Source("huggingface", hub.SOURCES["huggingface"]).class_code is None  # never sent to a public hub

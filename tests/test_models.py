@@ -13,8 +13,7 @@ import pytest
 import torch
 
 import qwenlab
-from qwenlab import catalog
-from qwenlab.env import bf16_native
+from qwenlab import catalog, env
 from qwenlab.models import ModelNotAvailableError, UnsafeWeightsError, choose_dtype
 
 from .conftest import PROBE
@@ -31,11 +30,16 @@ def test_tiny_folder_loads_with_summary(tiny):
     assert "Qwen3ForCausalLM" in s._repr_html_() and "参数量" in str(s)
 
 
-def test_auto_dtype_is_bf16_only_where_native():
-    dtype, reason = choose_dtype("cpu", "auto")
-    native, _ = bf16_native("cpu")
-    assert dtype == (torch.bfloat16 if native else torch.float32)
-    assert reason  # the choice is explained
+@pytest.mark.parametrize("flags, dtype, why", [
+    ({"avx2", "amx_bf16"}, torch.bfloat16, "AMX"),
+    ({"avx2", "avx512_bf16"}, torch.bfloat16, "AVX512-BF16"),
+    ({"avx2", "avx512f"}, torch.float32, "emulated"),
+    (set(), torch.float32, "emulated"),
+])
+def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it(monkeypatch, flags, dtype, why):
+    monkeypatch.setattr(env, "cpu_flags", lambda: flags)
+    chosen, reason = choose_dtype("cpu", "auto")
+    assert chosen == dtype and why in reason
 
 
 def test_unknown_dtype_names_the_choices():
@@ -48,6 +52,62 @@ def test_never_existing_model_id_names_closest_valid_ids():
         qwenlab.load_model("qwen/Qwen-0.5B")
     message = str(err.value)
     assert "Qwen/Qwen1.5-0.5B-Chat" in message and "Qwen/Qwen2.5-0.5B-Instruct" in message
+
+
+@pytest.mark.parametrize("typo, first", [
+    ("qwen/Qwen-0.5B", None),  # seed 001: no such model, org spelled the old ModelScope way
+    ("Qwen/Qwen3-0.6b", "Qwen/Qwen3-0.6B"),  # a catalog id in the wrong case
+    ("qwen3-0.6B", "Qwen/Qwen3-0.6B"),  # a bare catalog name in the wrong case
+])
+def test_mistyped_catalog_id_names_the_closest_ids_before_any_download(typo, first, monkeypatch, tmp_path):
+    from qwenlab import mirror
+
+    monkeypatch.setenv("QWENLAB_HOME", str(tmp_path / "home"))
+    with mirror.MirrorServer({}) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        with pytest.raises(catalog.UnknownModelError) as err:
+            qwenlab.load_model(typo)
+    assert not srv.log, "a mistyped id must fail before asking any source"
+    assert err.value.suggestions and all(s in catalog.CATALOG for s in err.value.suggestions)
+    if first:
+        assert err.value.suggestions[0] == first and f"lists it as {first!r}" in str(err.value)
+    else:
+        assert {"Qwen/Qwen1.5-0.5B-Chat", "Qwen/Qwen2.5-0.5B-Instruct"} <= set(err.value.suggestions)
+
+
+def test_any_hub_repo_id_is_downloaded_and_loaded_with_a_one_line_note(tiny_dir, monkeypatch, tmp_path):
+    """A repo outside the catalog (the mirror serves the tiny Qwen3 under a real Qwen id) loads like a catalog one."""
+    from qwenlab import mirror
+    from qwenlab.paths import models_dir
+
+    repo = "Qwen/Qwen2.5-1.5B-Instruct"
+    monkeypatch.setenv("QWENLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with mirror.MirrorServer({repo: tiny_dir}) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        with pytest.warns(catalog.NotInCatalogWarning, match="not in the qwenlab catalog") as said:
+            loaded = qwenlab.load_model(repo, device="cpu", dtype="float32")
+    assert len(said) == 1 and "\n" not in str(said[0].message)
+    assert srv.requests("model.safetensors", "GET")
+    s = loaded.summary
+    assert (s.name, s.found_in, s.folder) == (repo, "downloaded", str(models_dir() / "Qwen--Qwen2.5-1.5B-Instruct"))
+    assert "not in the catalog" in s.catalog_note and "not in the catalog" in str(s)
+    assert qwenlab.generate(*loaded, "hi", max_new_tokens=3, do_sample=False).completion_tokens == 3
+    # the second time it is on disk: no source is asked
+    with mirror.MirrorServer({}) as empty, pytest.warns(catalog.NotInCatalogWarning):
+        monkeypatch.setenv("HF_ENDPOINT", empty.url)
+        again = qwenlab.resolve(repo)
+    assert again.found_in == "qwenlab cache" and again.info is None and not empty.log
+
+
+def test_repo_outside_the_catalog_not_on_disk_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("QWENLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    with pytest.warns(catalog.NotInCatalogWarning), pytest.raises(ModelNotAvailableError) as err:
+        qwenlab.load_model("Qwen/Qwen2.5-1.5B-Instruct", download=False)
+    assert "qwenlab download Qwen/Qwen2.5-1.5B-Instruct" in str(err.value)
 
 
 def test_missing_catalog_model_says_how_to_get_it(monkeypatch, tmp_path):
@@ -92,6 +152,7 @@ def test_catalog_name_found_in_modelscope_cache_before_any_download(tiny_dir, tm
     loaded = qwenlab.load_model("Qwen/Qwen3-0.6B", download=False)
     assert loaded.summary.found_in == "ModelScope cache"
     assert loaded.summary.name == "Qwen/Qwen3-0.6B"
+    assert loaded.summary.catalog_note.startswith("Qwen/Qwen3-0.6B: 思考模式")  # catalog facts kept
 
 
 def test_catalog_name_found_in_huggingface_cache(tiny_dir, tmp_path):
@@ -126,16 +187,31 @@ def test_course_model_prefers_environment_variable(monkeypatch):
     assert qwenlab.course_model() == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
-def test_course_model_falls_back_to_offline_with_a_banner(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def nothing_on_disk(monkeypatch, tmp_path):
     monkeypatch.delenv("QWENLAB_MODEL", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("QWENLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
-    # no hub is reachable on CI; if one is, the default model is the right answer
-    chosen = qwenlab.course_model(probe_timeout=2.0)
-    if chosen == "offline":
-        assert "offline" in capsys.readouterr().err
-    else:
-        assert chosen == catalog.DEFAULT_MODEL
+
+
+def test_course_model_falls_back_to_offline_with_a_banner_when_downloads_are_off(nothing_on_disk, monkeypatch,
+                                                                                capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert qwenlab.course_model() == "offline"
+    banner = capsys.readouterr().err
+    assert "using the offline model" in banner and "HF_HUB_OFFLINE=1" in banner
+
+
+def test_course_model_is_the_default_when_a_source_answers(nothing_on_disk, monkeypatch, capsys):
+    from qwenlab import mirror
+
+    with mirror.MirrorServer({}) as classroom:
+        monkeypatch.setenv("HF_ENDPOINT", classroom.url)
+        assert qwenlab.course_model() == catalog.DEFAULT_MODEL
+    assert classroom.requests("/", "HEAD")  # it asked the source
+    assert capsys.readouterr().err == ""  # no banner
 
 
 @pytest.mark.real_model

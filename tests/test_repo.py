@@ -53,3 +53,25 @@ def test_environment_yml_has_the_same_direct_dependencies_as_pyproject():
             continue
         listed.add(_name(m.group(1)))
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+
+
+def test_every_qwenlab_module_has_a_layer_in_the_import_contract():
+    """A new module must be placed in a layer (pyproject's import-linter contract), or lint-imports
+    would never check its imports."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    named = {m.strip() for contract in config["contracts"] if contract["type"] == "layers"
+             for line in contract["layers"] for m in line.split("|")}
+    package = ROOT / "qwenlab"
+    modules = {f"qwenlab.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {f"qwenlab.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert modules - named == set(), f"modules missing from [tool.importlinter] layers: {modules - named}"
+    assert named - modules == set(), f"layers name modules that do not exist: {named - modules}"
+
+
+def test_public_names_are_listed_once_and_all_resolve():
+    import qwenlab
+
+    exported = set(qwenlab._EXPORTS)  # the lazy map is the package's own, read here as its spec
+    assert set(qwenlab.__all__) == exported | {"__version__"}
+    missing = [name for name in qwenlab.__all__ if not hasattr(qwenlab, name)]
+    assert missing == []

@@ -6,6 +6,7 @@ tokenizer (loaded alone, no weights).
 
 from __future__ import annotations
 
+import io
 import json
 from html.parser import HTMLParser
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwenlab import tokens
+from qwenlab.cli import main
 from qwenlab.tokens import decode_steps, render_chat, show_tokens, special_tokens, token_stats
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -345,12 +347,20 @@ def test_streamed_text_equals_decoding_everything(qwen3_tok, text):
 
 
 def test_cli_prints_chips_and_tables(capsys):
-    assert tokens.cli(["我很囧"]) == 0
+    assert main(["tokens", "我很囧"]) == 0
     out = capsys.readouterr().out
     assert "[囧|" in out and "3 characters" in out
-    assert tokens.cli(["--special", "--stats"]) == 0
+    assert main(["tokens", "--special", "--stats"]) == 0
     out = capsys.readouterr().out
     assert "<think>" in out and "kept" in out and "tokens/100 chars" in out
+
+
+def test_cli_reads_standard_input_and_names_a_missing_tokenizer(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.stdin", io.StringIO("你好 world"))
+    assert main(["tokens"]) == 0
+    assert "[你好|108386][·world|1879]" in capsys.readouterr().out
+    assert main(["tokens", "hi", "--model", str(tmp_path / "nowhere")]) == 1
+    assert "qwenlab tokens: " in capsys.readouterr().err
 
 
 # ---- the offline model's tokenizer (Qwen2.5-Coder, from GGUF) --------------------------------------

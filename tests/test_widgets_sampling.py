@@ -68,11 +68,17 @@ def test_generate_x5_counts_distinct_answers(lab):
     assert lab.distinct > 1  # near-uniform over 150k tokens: five seeds give different answers
 
 
-def test_draws_the_chart(tiny):
+def test_draws_the_chart_and_redraws_it_when_a_slider_moves(tiny):
     import matplotlib
 
     matplotlib.use("Agg")
     model, tok = tiny
     lab = SamplingLab(model, tok, draw=True)
+    first = bytes(lab.chart.value)
+    assert first.startswith(b"\x89PNG\r\n\x1a\n"), "the panel shows a PNG of the stage charts"
     lab.top_k.value = 2
-    assert lab.last.final.n_kept <= 2 and len(lab.chart.outputs) <= 1
+    assert lab.last.final.n_kept <= 2
+    redrawn = bytes(lab.chart.value)
+    assert redrawn.startswith(b"\x89PNG") and redrawn != first, "moving a slider redraws"
+    lab.temperature.value = 0.0  # invalid while sampling: a message, and the last good chart stays
+    assert "⚠️" in lab.message.value and bytes(lab.chart.value) == redrawn

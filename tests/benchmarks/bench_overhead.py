@@ -17,6 +17,7 @@ import torch
 
 import qwenlab
 from qwenlab import bench
+from qwenlab.measure import time_generate
 from qwenlab.generation import build_inputs
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = qwenlab.load_model(args.model, device="cpu", dtype="float32")
     inputs = build_inputs(tokenizer, bench.PROMPT)
     kwargs = dict(do_sample=False, max_new_tokens=args.tokens, min_new_tokens=args.tokens)
-    bench.time_generate(model, inputs, 2)  # warm-up
+    time_generate(model, inputs, 2)  # warm-up
     raw, ours = [], []
     for i in range(args.pairs):
         for which in (("raw", "ours") if i % 2 == 0 else ("ours", "raw")):
