@@ -31,6 +31,7 @@ _EXPORTS = {
     "generate": "generation",
     "stream": "generation",
     "GenerationResult": "generation",
+    "ContextTooLongError": "generation",
     "effective_params": "generation",
     "next_token_distribution": "sampleloop",
     "sample_loop": "sampleloop",
@@ -45,6 +46,8 @@ _EXPORTS = {
     # chat and thinking
     "Conversation": "chat",
     "split_thinking": "thinking",
+    "prompt_opens_thinking": "thinking",
+    "template_opens_thinking": "thinking",
     "ThinkingStream": "thinking",
     # environment and download
     "report": "env",
@@ -65,6 +68,7 @@ _EXPORTS = {
 __all__ = [
     "__version__",
     "CATALOG",
+    "ContextTooLongError",
     "Conversation",
     "GenerationResult",
     "ModelNotAvailableError",
@@ -88,6 +92,7 @@ __all__ = [
     "parameter_sources",
     "plot_distribution",
     "plot_roofline",
+    "prompt_opens_thinking",
     "quantize",
     "qwen3_tokenizer",
     "recommended_sampling",
@@ -104,6 +109,7 @@ __all__ = [
     "start_server",
     "stream",
     "summarize",
+    "template_opens_thinking",
     "token_stats",
 ]
 
@@ -113,7 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from .chat import Conversation
     from .course import check, course_model, setup_notebook
     from .env import report
-    from .generation import GenerationResult, effective_params, generate, parameter_sources, stream
+    from .generation import ContextTooLongError, GenerationResult, effective_params, generate, parameter_sources, stream
     from .hub import delete_model, download, fetch, list_models
     from .mirror import start as start_mirror
     from .models import load_model, resolve, summarize
@@ -122,7 +128,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from .sampleloop import next_token_distribution, sample_loop
     from .sampling import plot_distribution
     from .serve import start as start_server
-    from .thinking import ThinkingStream, split_thinking
+    from .thinking import ThinkingStream, prompt_opens_thinking, split_thinking, template_opens_thinking
     from .tokens import render_chat, show_tokens, special_tokens, token_stats
     from .widgets import SamplingLab
 

@@ -56,6 +56,15 @@ class ModelInfo:
         requires_cuda: True when the weights need a CUDA GPU to load (GPTQ / AWQ kernels).
         gguf_file: for GGUF repos, the one file qwenlab downloads and loads (a GGUF repo holds one
             file per quantization level; the others are not needed).
+        thinking_default: whether the template thinks when ``enable_thinking`` is not given (None: same
+            as ``thinking`` — Qwen3 thinks by default; Qwen3.5 small does not).
+        soft_switch: whether ``/think`` / ``/no_think`` in a message work (None: same as ``thinking``;
+            Qwen3.5 has none).
+        opens_thinking_in_prompt: the chat template writes ``<think>`` into the generation prompt when
+            thinking is on, so the reply starts inside the thought (see ``qwenlab.prompt_opens_thinking``).
+        transformers_needed: which transformers release loads it ("" for the course's pinned version).
+        tested_here: False for entries whose facts were written from the model card and never run on
+            this course's machines (shown in ``notes``).
     """
 
     name: str
@@ -71,10 +80,25 @@ class ModelInfo:
     quant_method: str | None = None
     requires_cuda: bool = False
     gguf_file: str | None = None
+    thinking_default: bool | None = None
+    soft_switch: bool | None = None
+    opens_thinking_in_prompt: bool = False
+    transformers_needed: str = ""
+    tested_here: bool = True
 
     @property
     def size_gb(self) -> float:
         return self.disk_bytes / 1e9
+
+    @property
+    def thinks_by_default(self) -> bool:
+        """Thinks when ``enable_thinking`` is not given."""
+        return self.thinking if self.thinking_default is None else self.thinking_default
+
+    @property
+    def has_soft_switch(self) -> bool:
+        """``/think`` and ``/no_think`` in a message switch thinking."""
+        return self.thinking if self.soft_switch is None else self.soft_switch
 
 
 _QWEN3_SAMPLING = {
@@ -86,6 +110,7 @@ _QWEN25_SAMPLING = {
     # What Qwen2.5-0.5B-Instruct's generation_config.json sets (silently, if you pass nothing).
     "default": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05},
 }
+_QWEN35_SAMPLING = _QWEN3_SAMPLING  # Qwen3's per-mode values, not re-checked here against the Qwen3.5 model card
 _QWEN15_SAMPLING = {
     "default": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.1},
 }
@@ -150,6 +175,27 @@ CATALOG: dict[str, ModelInfo] = {
                 "用 Qwen3 分词器与模板; 只会简单算术/单位换算的思考, 不是真正的 Qwen3 — a LoRA-trained demo"
             ),
             aliases=("qwenlab/offline-thinker", "thinker"),
+        ),
+        ModelInfo(
+            name="Qwen/Qwen3.5-0.8B",
+            hf_id="Qwen/Qwen3.5-0.8B",
+            modelscope_id="Qwen/Qwen3.5-0.8B",
+            params=800_000_000,  # approximate (the name's 0.8B); not checked here
+            disk_bytes=1_800_000_000,  # approximate bf16 size incl. the vision part; not checked here
+            thinking=True,
+            sampling=_QWEN35_SAMPLING,
+            notes=(
+                "最新小模型 (newest small line), 未在本机运行 (not run on this machine): 多模态 (multimodal), "
+                "思考默认关闭 (thinking off by default; enable_thinking=True 打开, 模板在提示里写 <think>), "
+                "无 /think 软开关 (no soft switch), 新词表约 248K (new ~248K vocabulary), "
+                "CPU 上走较慢的纯 PyTorch 路径 (slow pure-PyTorch path on CPU)"
+            ),
+            thinking_default=False,
+            soft_switch=False,
+            opens_thinking_in_prompt=True,
+            transformers_needed="a transformers release that knows the qwen3_5 architecture — not checked on "
+                                "this machine",
+            tested_here=False,
         ),
     ]
 }
@@ -358,12 +404,14 @@ def recommended_sampling(name: str, thinking: bool | None = None) -> dict:
 
     Args:
         name: catalog id.
-        thinking: for thinking models, which mode (default: thinking on, as Qwen3's template does).
+        thinking: for thinking models, which mode (default: the model's own default — on for Qwen3,
+            off for Qwen3.5 small).
 
     Taught in ``04_generate.ipynb`` and ``06_thinking.ipynb``.
     """
     info = get(name)
     if "default" in info.sampling:
         return dict(info.sampling["default"])
-    mode = "non_thinking" if thinking is False else "thinking"
-    return dict(info.sampling[mode])
+    if thinking is None:
+        thinking = info.thinks_by_default
+    return dict(info.sampling["thinking" if thinking else "non_thinking"])

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .display import Table
 from .files import write_text_atomic
@@ -40,8 +40,13 @@ from .thinking import (
     history_content,
     mode_settings,
     split_thinking,
+    template_opens_thinking,
     thinking_mode,
 )
+
+if TYPE_CHECKING:
+    from .modelfacts import CausalLM
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["ContextTooLongError", "ChatReply", "ContextWindow", "Conversation", "ChatStream", "read_saved"]
 
@@ -152,7 +157,7 @@ class Conversation:
     Taught in ``05_chat.ipynb``.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, system: str | None = None,
+    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, system: str | None = None,
                  max_context_tokens: int | None = None, thinking: bool | None = None, **params: Any):
         self.model = model
         self.tokenizer = tokenizer
@@ -245,9 +250,9 @@ class Conversation:
 
     def render(self, max_new_tokens: int | None = None) -> str:
         """The prompt text of the next reply, as the chat template writes it (after any dropping)."""
-        extra = {} if self.thinking is None else {"enable_thinking": self.thinking}
-        return self.tokenizer.apply_chat_template(self.window(max_new_tokens).messages, tokenize=False,
-                                                  add_generation_prompt=True, **extra)
+        extra: dict[str, Any] = {} if self.thinking is None else {"enable_thinking": self.thinking}
+        return str(self.tokenizer.apply_chat_template(self.window(max_new_tokens).messages, tokenize=False,
+                                                      add_generation_prompt=True, **extra))
 
     # ---- modes and parameters --------------------------------------------------------------------
 
@@ -299,9 +304,15 @@ class Conversation:
         self.dropped = window.dropped
         return window, settings
 
+    def prompt_opens_thinking(self) -> bool:
+        """Does the chat template open ``<think>`` in this conversation's prompt (Qwen3-2507 Thinking,
+        Qwen3.5 with thinking on)? Then a reply starts inside its thought. Read from the template, with the
+        same ``enable_thinking`` the prompt is rendered with."""
+        return template_opens_thinking(self.tokenizer, self.thinking)
+
     def _make_reply(self, result: GenerationResult, window: ContextWindow, settings: ModeSettings,
                     split: ThinkingSplit | None = None) -> ChatReply:
-        split = split or split_thinking(result.token_ids, self.tokenizer)
+        split = split or split_thinking(result.token_ids, self.tokenizer, prompt_opened=self.prompt_opens_thinking())
         return ChatReply(
             content=history_content(split), thinking=split.thinking, state=split.state,
             finish_reason=result.finish_reason, thinking_mode=settings.thinking, params=result.params,
@@ -376,7 +387,7 @@ class Conversation:
         return path
 
     @classmethod
-    def from_dict(cls, data: dict, model: Any, tokenizer: Any) -> Conversation:
+    def from_dict(cls, data: dict, model: CausalLM, tokenizer: PreTrainedTokenizerBase) -> Conversation:
         """A conversation from :meth:`to_dict`'s data (checked with :func:`read_saved` first)."""
         conv = cls(model, tokenizer, system=data.get("system"), max_context_tokens=data.get("max_context_tokens"),
                    thinking=data.get("thinking"), **(data.get("params") or {}))
@@ -384,7 +395,7 @@ class Conversation:
         return conv
 
     @classmethod
-    def load(cls, path: str | Path, model: Any, tokenizer: Any) -> Conversation:
+    def load(cls, path: str | Path, model: CausalLM, tokenizer: PreTrainedTokenizerBase) -> Conversation:
         """Read a conversation saved with :meth:`save` and continue it with ``model``.
 
         Raises:
@@ -469,7 +480,7 @@ class ChatStream:
         self.settings = settings
         self.reply: ChatReply | None = None
         self._text_stream = text_stream
-        self._thinking = ThinkingStream()
+        self._thinking = ThinkingStream(prompt_opened=conversation.prompt_opens_thinking())
         self._pending: list[StreamEvent] = []
         self._done = False
 
@@ -534,6 +545,7 @@ class ChatStream:
             raise RuntimeError("The reply ended without a result (generation failed); see the error above.")
         self._done = True
         self._pending.extend(self._thinking.close())
-        split = split_thinking(result.token_ids, self.conversation.tokenizer)
+        split = split_thinking(result.token_ids, self.conversation.tokenizer,
+                               prompt_opened=self.conversation.prompt_opens_thinking())
         self.reply = self.conversation._make_reply(result, self.window, self.settings, split)
         self.conversation._commit(self.reply)

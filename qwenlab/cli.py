@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("download", "download a model from Hugging Face / hf-mirror / ModelScope / a mirror"),
     "models": ("models", "list models on disk (HF cache, ModelScope cache, qwenlab), delete one on request"),
     "mirror": ("mirror", "serve the models on this machine to a classroom over the Hub protocol"),
+    "wheelhouse": ("wheelhouse", "download the course's wheels for the students' laptops (served by mirror)"),
     "chat": ("chat", "chat with a model in the terminal (streaming, /think, /reset, /save)"),
     "bench": ("bench", "measure bandwidth, prefill/decode tokens/s and the roofline on this machine"),
     "serve": ("serve", "run an OpenAI-compatible API server for a model on 127.0.0.1"),
@@ -47,6 +48,7 @@ def usage() -> str:
 
 
 DEBUG_ENV = "QWENLAB_DEBUG"
+REINSTALL = "Reinstall the course (`pip install -e \".[offline,lab,test,serve,quant]\"`, or `make install`)."
 
 # a next step for the plain OS errors whose message names only the problem
 _OS_HINTS: dict[type, str] = {
@@ -58,8 +60,9 @@ _OS_HINTS: dict[type, str] = {
 
 
 def is_known_error(err: BaseException) -> bool:
-    """An error the user can act on from its message: ValueError, OSError, EOFError, or a class qwenlab defines."""
-    if isinstance(err, (ValueError, OSError, EOFError, KeyboardInterrupt)):
+    """An error the user can act on from its message: ValueError, OSError, EOFError, ImportError (a missing
+    package), or a class qwenlab defines."""
+    if isinstance(err, (ValueError, OSError, EOFError, ImportError, KeyboardInterrupt)):
         return True
     return any(cls.__module__.split(".")[0] == "qwenlab" for cls in type(err).__mro__)
 
@@ -73,6 +76,8 @@ def error_line(prog: str, err: BaseException, debug: bool = False) -> str:
     if isinstance(err, EOFError):
         return (f"{prog}: standard input ended before an answer was typed (EOF); run it in a terminal, or "
                 "pass the option that answers for you (e.g. --yes).")
+    if isinstance(err, ImportError):
+        return f"{prog}: {text}: a package this command needs is missing. {REINSTALL}"
     if not is_known_error(err):
         see = "the traceback is above" if debug else f"run with {DEBUG_ENV}=1 to see the traceback"
         return (f"{prog}: unexpected error {type(err).__name__}: {text or '(no message)'} — {see} "
@@ -118,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"qwenlab.commands.{COMMANDS[command][0]}")
     except ImportError as err:
         # A broken install, not a missing feature: say which import failed and how to repair it.
-        print(f"{prog}: cannot start — {type(err).__name__}: {err}. Reinstall the course "
-              "(`pip install -e \".[offline,lab,test,serve,quant]\"`, or `make install`).", file=sys.stderr)
+        print(f"{prog}: cannot start — {type(err).__name__}: {err}. {REINSTALL}", file=sys.stderr)
         return 1
+    except Exception as err:
+        return report_error(prog, err)
     try:
         return int(module.main(rest, prog=prog) or 0)
     except BrokenPipeError:

@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import catalog
+from .classroom.dashboard import CheckLine, StudentReport
 from .display import Table, TableView
 from .files import format_gb, free_bytes
+from .offline import check_folder as check_offline_folder
 from .ondisk import find_local
 from .paths import models_dir
 from .sources import Probe, probe as probe_hubs
@@ -39,6 +41,8 @@ __all__ = [
     "Report",
     "recommend",
     "report",
+    "ready_model",
+    "student_report",
 ]
 
 
@@ -418,3 +422,43 @@ def report(probe: bool = True, timeout: float = 3.0, sources: dict[str, str] | N
                     any(p.ok for p in probes), _on_disk())
     checks.append(Check("recommended model", f"{rec.model} ({rec.dtype})", "PASS", rec.why))
     return Report(checks, rec, time.perf_counter() - start, probe_time[0])
+
+
+# ---- for the class dashboard (``qwenlab doctor --send``) -----------------------------------------------------
+
+
+def ready_model() -> str | None:
+    """The course model that is ready on this disk now: the default one, else another catalog model, else the
+    offline model when its converted folder checks out; None when there is none (nothing is downloaded)."""
+    on_disk = _on_disk()
+    for name in (catalog.DEFAULT_MODEL, *sorted(on_disk)):
+        if name in on_disk:
+            return name
+    return catalog.OFFLINE_MODEL if check_offline_folder().ready else None
+
+
+def student_report(rep: Report, name: str, decode_tok_s: float | None = None, decode_note: str = "") -> StudentReport:
+    """What ``qwenlab doctor --send`` sends to the teacher's dashboard: this machine (OS, RAM, free disk, Python,
+    torch), the model ready on disk, the decode speed measured on it (or why there is none), and every check
+    of ``rep`` with its advice.
+
+    Args:
+        rep: the doctor's report (:func:`report`).
+        name: what the teacher's page calls this laptop (the student's name or seat; default the host name).
+        decode_tok_s: tokens per second of a short greedy decode, when one was measured.
+        decode_note: how it was measured, or why it was not.
+
+    Taught in ``docs/teacher.md``.
+    """
+    import psutil
+    import torch
+
+    model = ready_model()
+    return StudentReport(
+        name=name, os=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        python=platform.python_version(), torch=torch.__version__,
+        ram_gb=round(psutil.virtual_memory().total / 1e9, 1), disk_free_gb=round(free_bytes(models_dir()) / 1e9, 1),
+        model=model or "", model_ready=model is not None,
+        decode_tok_s=None if decode_tok_s is None else round(decode_tok_s, 1), decode_note=decode_note,
+        checks=tuple(CheckLine(c.name, c.status, c.value, c.advice) for c in rep.checks),
+    )

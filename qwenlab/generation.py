@@ -24,11 +24,15 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .display import Table, TableView
 from .modelfacts import model_name
 from .sampling import sampling_steps
+
+if TYPE_CHECKING:
+    from .modelfacts import CausalLM
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "SAMPLING_KEYS",
@@ -149,7 +153,7 @@ def _check_message(i: int, message: Any) -> None:
 
 
 def build_inputs(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     prompt_or_messages: str | Messages,
     enable_thinking: bool | None = None,
     add_generation_prompt: bool = True,
@@ -159,9 +163,9 @@ def build_inputs(
     ``enable_thinking`` is passed to the template only when given (Qwen3's template reads it; others
     ignore it).
     """
-    extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    extra: dict[str, Any] = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return dict(
-        tokenizer.apply_chat_template(
+        tokenizer.apply_chat_template(  # type: ignore[arg-type]  # a BatchEncoding with return_dict=True
             as_messages(prompt_or_messages),
             add_generation_prompt=add_generation_prompt,
             return_tensors="pt",
@@ -210,7 +214,7 @@ def _check_kinds(params: dict) -> None:
                          "answer with seed=0, 1, 2 ... (or call model.generate yourself).")
 
 
-def generation_config(model: Any, tokenizer: Any, params: dict) -> Any:
+def generation_config(model: CausalLM, tokenizer: PreTrainedTokenizerBase, params: dict) -> Any:
     """The ``GenerationConfig`` :func:`generate` passes to ``model.generate``: the model's own with your
     ``params`` on top, checked (unknown names: ``TypeError``; values out of range or of the wrong kind,
     such as ``max_new_tokens=1.5``, and ``num_return_sequences`` > 1: ``ValueError``), a pad token set,
@@ -234,7 +238,7 @@ def generation_config(model: Any, tokenizer: Any, params: dict) -> Any:
     return gc
 
 
-def effective_params(model: Any, **params: Any) -> dict:
+def effective_params(model: CausalLM, **params: Any) -> dict:
     """The sampling parameters ``generate`` will really use: yours, else the model's generation_config,
     else transformers' generic fallbacks (:func:`transformers_fallbacks`) — the order transformers uses.
 
@@ -271,7 +275,7 @@ class ParameterTable(TableView):
         return Table(self.HEADER, self.rows, css_class="qwenlab-parameters")
 
 
-def parameter_sources(model: Any, **params: Any) -> ParameterTable:
+def parameter_sources(model: CausalLM, **params: Any) -> ParameterTable:
     """A table of each sampling parameter: transformers' generic fallback, the model's generation_config,
     and the value :func:`generate` uses with your ``params`` (yours > the model's > the fallback).
 
@@ -296,7 +300,7 @@ def parameter_sources(model: Any, **params: Any) -> ParameterTable:
     return ParameterTable(rows)
 
 
-def context_length(model: Any) -> int | None:
+def context_length(model: CausalLM) -> int | None:
     """How many tokens the model reads at most (``config.max_position_embeddings``; None when unknown).
 
     Taught in ``05_chat.ipynb`` (the context budget).
@@ -309,7 +313,7 @@ def context_length(model: Any) -> int | None:
     return None
 
 
-def check_context(model: Any, prompt_tokens: int) -> None:
+def check_context(model: CausalLM, prompt_tokens: int) -> None:
     """Refuse a prompt the model cannot read: at least its whole context, so no room for one new token.
 
     Called by :func:`generate` and :func:`stream` after tokenizing and before any compute (a 35k-token
@@ -326,7 +330,7 @@ def check_context(model: Any, prompt_tokens: int) -> None:
             "qwenlab.Conversation drop the oldest turns.", prompt_tokens, limit)
 
 
-def _prepare_inputs(model: Any, tokenizer: Any, prompt_or_messages: str | Messages,
+def _prepare_inputs(model: CausalLM, tokenizer: PreTrainedTokenizerBase, prompt_or_messages: str | Messages,
                     enable_thinking: bool | None, params: dict) -> tuple[dict, Any]:
     """Check the parameters, tokenize, check the length: everything that can fail before generating."""
     gc = generation_config(model, tokenizer, params)
@@ -335,7 +339,7 @@ def _prepare_inputs(model: Any, tokenizer: Any, prompt_or_messages: str | Messag
     return {k: v.to(model.device) for k, v in inputs.items()}, gc
 
 
-def end_of_turn_ids(gc: Any, tokenizer: Any) -> set[int]:
+def end_of_turn_ids(gc: Any, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """The token ids that end a reply: the config's ``eos_token_id`` (one id or a list), else the
     tokenizer's (Qwen chat models: ``<|im_end|>`` and ``<|endoftext|>``)."""
     eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -359,7 +363,7 @@ def _cut_hint(gc: Any, prompt_len: int) -> str:
             f"Raise {bigger} or ask for a shorter answer.")
 
 
-def make_result(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, seconds: float,
+def make_result(tokenizer: PreTrainedTokenizerBase, gc: Any, new_ids: list[int], prompt_len: int, seconds: float,
                 skip_special_tokens: bool, params: dict) -> GenerationResult:
     """The :class:`GenerationResult` of new token ids: decoded text, ``finish_reason`` (``"stop"`` when
     the last id ends the turn, else ``"length"``) and, for a cut answer, the hint naming the limit.
@@ -371,7 +375,7 @@ def make_result(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, se
     reason = "stop" if stopped else "length"
     hint = _cut_hint(gc, prompt_len) if reason == "length" else None
     return GenerationResult(
-        text=tokenizer.decode(new_ids, skip_special_tokens=skip_special_tokens),
+        text=str(tokenizer.decode(new_ids, skip_special_tokens=skip_special_tokens)),
         token_ids=new_ids,
         finish_reason=reason,
         prompt_tokens=prompt_len,
@@ -383,8 +387,8 @@ def make_result(tokenizer: Any, gc: Any, new_ids: list[int], prompt_len: int, se
 
 
 def generate(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: PreTrainedTokenizerBase,
     prompt_or_messages: str | Messages,
     *,
     enable_thinking: bool | None = None,
@@ -455,7 +459,7 @@ class PieceStreamer:
     Taught in ``03_tokenizer.ipynb`` (why) and ``04_generate.ipynb`` (streaming).
     """
 
-    def __init__(self, tokenizer: Any, skip_special_tokens: bool = True):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool = True):
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.ids: list[int] = []
@@ -493,7 +497,7 @@ class PieceStreamer:
         self.on_end()
 
     def _decode(self) -> str:
-        return self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens)
+        return str(self.tokenizer.decode(self.ids, skip_special_tokens=self.skip_special_tokens))
 
     def _hand_on(self, text: str) -> str:
         if len(text) <= len(self.text):
@@ -506,7 +510,7 @@ class PieceStreamer:
 class _QueueStreamer(PieceStreamer):
     """Puts each piece on a queue (read by :class:`TextStream` in the caller's thread); None marks the end."""
 
-    def __init__(self, tokenizer: Any, skip_special_tokens: bool):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool):
         super().__init__(tokenizer, skip_special_tokens)
         self.queue: queue.Queue = queue.Queue()
 
@@ -539,7 +543,7 @@ class TextStream:
     is stopped the same way (an unfinished generation thread would otherwise abort the interpreter).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, prompt_or_messages: str | Messages,
+    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, prompt_or_messages: str | Messages,
                  enable_thinking: bool | None, seed: int | None, skip_special_tokens: bool, params: dict):
         import torch
         from transformers import StoppingCriteriaList
@@ -637,8 +641,8 @@ def _close_running_streams() -> None:
 
 
 def stream(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: PreTrainedTokenizerBase,
     prompt_or_messages: str | Messages,
     *,
     enable_thinking: bool | None = None,

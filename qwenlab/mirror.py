@@ -29,11 +29,22 @@ download of a 0.5B model), re-hashes the whole file on every ``HEAD`` (~10 s on 
 1.26 GB), and ignores ``Range`` (answers 200 with the full file), so an interrupted download can never resume.
 This server streams files with ``sendfile``, hashes each file once (cached), and honours ``Range``.
 
-Taught in ``02_download.ipynb``.
+The same server is the classroom's one machine for everything else (see :mod:`qwenlab.classroom`), under the
+same class code:
+
+- ``/simple/`` (with ``wheelhouse=`` / ``--wheelhouse DIR``): the teacher's wheelhouse as a PEP 503 package
+  index, so students install the course without the internet (pip sends the class code as Basic auth:
+  ``--pip-mirror http://student:CODE@TEACHER:8090/simple``);
+- ``/class``: the live class dashboard (always on): students POST their ``qwenlab doctor --send`` report to
+  ``/class/reports``, the teacher's browser shows every laptop (it asks for the class code: any user name,
+  the code as password).
+
+Taught in ``02_download.ipynb``; the classroom parts in ``docs/teacher.md``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -50,9 +61,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from . import catalog
+from .classroom.dashboard import (
+    MAX_REPORT_BYTES, PAGE_HTML, PAGE_PATH, PAGE_POLICY, PAGE_SCRIPT, REPORTS_PATH, SCRIPT_PATH, ClassBoard,
+    ReportError, parse_report,
+)
+from .classroom.index import PackageIndex, normalize_name
 from .display import Table, TableView
 from .files import (
     UnsafePathError, format_gb, git_blob_sha1, git_blob_sha1_of, safe_relpath, sha256_file, write_text_atomic,
@@ -313,7 +329,8 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 class MirrorHandler(BaseHTTPRequestHandler):
-    """Answers one client connection: the Hub API routes, ``resolve`` downloads with ``Range``, an index page
+    """Answers one client connection: the Hub API routes, ``resolve`` downloads with ``Range``, the package
+    index (``/simple/``, ``/packages/``), the class dashboard (``/class``), an index page
     (a subclass set as :attr:`MirrorServer.handler_class` can add routes)."""
 
     protocol_version = "HTTP/1.1"
@@ -338,18 +355,43 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._route(head=False)
 
+    def do_POST(self) -> None:
+        if not self._admitted(head=False):
+            self.close_connection = True  # the body was not read
+            return None
+        if urlsplit(self.path).path.rstrip("/") != REPORTS_PATH:
+            self.close_connection = True
+            return self._error(404, "EntryNotFound", f"POST goes to {REPORTS_PATH} only", head=False)
+        return self._receive_report()
+
     # -- routing
-    def _route(self, head: bool) -> None:
+    def _admitted(self, head: bool) -> bool:
+        """Whether to answer at all: the class code (when one is set), and not paused (else 401 / 503 sent)."""
         if not self._authorized():
-            return self._error(401, "Unauthorized", self.server.mirror.key_hint(), head,
-                               extra={"WWW-Authenticate": 'Bearer realm="qwenlab mirror"'})
+            # Browsers (the dashboard) and pip answer a Basic challenge; huggingface_hub sends Bearer unasked.
+            basic = urlsplit(self.path).path.startswith((PAGE_PATH, "/simple", "/packages"))
+            challenge = ('Basic realm="qwenlab class: any user name, the class code as password"' if basic
+                         else 'Bearer realm="qwenlab mirror"')
+            self._error(401, "Unauthorized", self.server.mirror.key_hint(), head,
+                        extra={"WWW-Authenticate": challenge})
+            return False
         if self.server.mirror.paused:
-            return self._error(503, "ServiceUnavailable", "the mirror is paused", head)
+            self._error(503, "ServiceUnavailable", "the mirror is paused", head)
+            return False
+        return True
+
+    def _route(self, head: bool) -> None:
+        if not self._admitted(head):
+            return None
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
         if not parts:
             return self._index(head)
+        if parts[0] in ("simple", "packages"):
+            return self._package_index(parts, head)
+        if parts[0] == PAGE_PATH.strip("/"):
+            return self._dashboard(url.path.rstrip("/"), head)
         if parts[:2] == ["api", "models"]:
             return self._api(parts[2:], query, head)
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -358,12 +400,75 @@ class MirrorHandler(BaseHTTPRequestHandler):
         return self._error(404, "EntryNotFound", f"{url.path} is not served by this mirror", head)
 
     def _authorized(self) -> bool:
-        """No class code set, or the request sends it as ``Authorization: Bearer <code>`` (compared in constant time)."""
+        """No class code set, or the request sends it: ``Authorization: Bearer <code>`` (huggingface_hub, the
+        doctor's report) or Basic auth with the code as password and any user name (pip, a browser); compared
+        in constant time."""
         key = self.server.mirror.api_key
         if not key:
             return True
         scheme, _, sent = self.headers.get("Authorization", "").strip().partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), key.encode())
+        if scheme.lower() == "basic":
+            try:
+                sent = base64.b64decode(sent.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except ValueError:  # not base64, or not UTF-8
+                return False
+        elif scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(sent.strip().encode(), key.encode())
+
+    # -- the package index and the class dashboard (qwenlab.classroom)
+    def _package_index(self, parts: list[str], head: bool) -> None:
+        index = self.server.mirror.index
+        if index is None:
+            return self._error(404, "EntryNotFound", "this mirror serves no package index (start it with "
+                                                     "--wheelhouse DIR)", head)
+        if parts == ["simple"]:
+            return self._html(index.root_page(), head)
+        if parts[0] == "simple" and len(parts) == 2:
+            name = normalize_name(parts[1])
+            if name != parts[1]:  # PEP 503: other spellings of a name redirect to its normal form
+                return self._send(301, {"Location": f"/simple/{quote(name)}/"}, b"", head)
+            page = index.project_page(name)
+            if page is None:
+                return self._error(404, "EntryNotFound", f"no package {name!r} in this wheelhouse", head)
+            return self._html(page, head)
+        f = index.files.get(parts[1]) if parts[0] == "packages" and len(parts) == 2 else None
+        if f is None:
+            return self._error(404, "EntryNotFound", f"{'/'.join(parts)} is not in this wheelhouse", head)
+        return self._send_range(f.path, f.size, f.sha256, head)
+
+    def _dashboard(self, path: str, head: bool) -> None:
+        security = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        if path == PAGE_PATH:
+            return self._send(200, {"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_POLICY,
+                                    "X-Frame-Options": "DENY", **security}, PAGE_HTML.encode(), head)
+        if path == SCRIPT_PATH:
+            return self._send(200, {"Content-Type": "text/javascript; charset=utf-8", **security},
+                              PAGE_SCRIPT.encode(), head)
+        if path == REPORTS_PATH:
+            return self._send(200, {"Content-Type": "application/json", **security},
+                              self.server.mirror.board.to_json(), head)
+        return self._error(404, "EntryNotFound", f"{path} is not part of the class dashboard", head)
+
+    def _receive_report(self) -> None:
+        """``POST /class/reports``: check the size before reading, then the report, then keep it (or 4xx)."""
+        length = self.headers.get("Content-Length")
+        try:
+            if self.headers.get("Transfer-Encoding") or length is None:
+                raise ReportError(411, "send the report with a Content-Length")
+            if not length.strip().isdigit():
+                raise ReportError(400, "Content-Length is not a number")
+            if int(length) > MAX_REPORT_BYTES:
+                raise ReportError(413, f"a report is at most {MAX_REPORT_BYTES} bytes")
+            body = self.rfile.read(int(length))
+            if len(body) < int(length):
+                raise ReportError(400, "the report ended early")
+            count = self.server.mirror.board.add(parse_report(body), self.client_address[0])
+        except ReportError as err:
+            self.close_connection = err.status in (411, 413) or self.close_connection
+            return self._error(err.status, "BadReport", str(err), head=False)
+        return self._send(200, {"Content-Type": "application/json"},
+                          json.dumps({"ok": True, "laptops": count}).encode(), head=False)
 
     def _file_path(self, path: str, head: bool) -> str | None:
         """A requested file name, if it is a plain relative name under POSIX and Windows rules (else answer 400)."""
@@ -429,9 +534,14 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def _json(self, data: Any, head: bool) -> None:
         self._send(200, {"Content-Type": "application/json"}, json.dumps(data).encode(), head)
 
+    def _html(self, page: str, head: bool) -> None:
+        self._send(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode(), head)
+
     def _error(self, status: int, code: str, message: str, head: bool, repo: ServedRepo | None = None,
                extra: dict[str, str] | None = None) -> None:
-        headers = {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message,
+        # a header is Latin-1: a name in another script goes as \u escapes there (intact in the JSON body)
+        safe = message.encode("ascii", "backslashreplace").decode("ascii")
+        headers = {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": safe,
                    **(extra or {})}
         if repo is not None:
             headers["X-Repo-Commit"] = repo.commit
@@ -442,6 +552,10 @@ class MirrorHandler(BaseHTTPRequestHandler):
         lines = [f"qwenlab classroom mirror — {len(mirror.repos)} model(s)", ""]
         lines += [f"  {r.repo_id}" for r in mirror.repos.values()]
         lines += ["", *mirror.student_commands("MODEL")]
+        if mirror.index is not None:
+            lines += ["", f"package index: {mirror.url}/simple/ ({len(mirror.index.files)} files)",
+                      *mirror.setup_commands()]
+        lines += ["", f"class dashboard: {mirror.url}{PAGE_PATH}", mirror.doctor_command()]
         self._send(200, {"Content-Type": "text/plain; charset=utf-8"}, "\n".join(lines).encode(), head)
 
     def _resolve(self, repo_id: str, rev: str, path: str, head: bool) -> None:
@@ -451,33 +565,37 @@ class MirrorHandler(BaseHTTPRequestHandler):
         f = repo.files.get(path)
         if f is None:
             return self._error(404, "EntryNotFound", f"{path} is not in {repo_id}", head, repo)
-        rng = _parse_range(self.headers.get("Range"), f.size)
-        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{f.etag}"', "Accept-Ranges": "bytes",
-                   "X-Repo-Commit": repo.commit}
+        return self._send_range(f.abspath, f.size, f.etag, head, {"X-Repo-Commit": repo.commit})
+
+    def _send_range(self, path: Path, size: int, etag: str, head: bool, extra: dict[str, str] | None = None) -> None:
+        """A file, whole or the ``Range`` asked for (206; 416 when unsatisfiable), with its ETag."""
+        rng = _parse_range(self.headers.get("Range"), size)
+        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
+                   **(extra or {})}
         if rng == "bad":
-            headers["Content-Range"] = f"bytes */{f.size}"
+            headers["Content-Range"] = f"bytes */{size}"
             return self._send(416, headers, b"", head)
-        start, end = rng if isinstance(rng, tuple) else (0, f.size - 1)
+        start, end = rng if isinstance(rng, tuple) else (0, size - 1)
         length = max(end - start + 1, 0)
         self.send_response(206 if isinstance(rng, tuple) else 200)
         for k, v in headers.items():
             self.send_header(k, v)
         if isinstance(rng, tuple):
-            self.send_header("Content-Range", f"bytes {start}-{end}/{f.size}")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("Content-Length", str(length))
         self.end_headers()
         status = 206 if isinstance(rng, tuple) else 200
         if head:
             return self._log(status, start if rng else None, end if rng else None)
-        self._send_file(f, start, length, status, rng)
+        self._send_file(path, start, length, status, rng)
 
-    def _send_file(self, f: ServedFile, start: int, length: int, status: int, rng: Any) -> None:
+    def _send_file(self, path: Path, start: int, length: int, status: int, rng: Any) -> None:
         limit = self.server.mirror.drop_after
         count = min(length, limit) if limit else length
         sent = 0
         try:
             # O_NOFOLLOW: a file swapped for a link after the mirror started is not followed out of the folder.
-            with os.fdopen(os.open(f.abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
+            with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as fh:
                 while sent < count:  # in slices, so the log knows how far a cut-off client got
                     n = self.connection.sendfile(fh, start + sent, min(16 << 20, count - sent))
                     if n == 0:
@@ -521,8 +639,14 @@ class MirrorServer(TableView):
             (the client sees a dropped connection, as on a bad Wi-Fi).
         on_request: called with each :class:`LogEntry` (the CLI prints them).
         api_key: the class code every request must send as ``Authorization: Bearer <code>`` (401 otherwise;
-            students set ``HF_TOKEN=<code>``). Given on loopback, it is required there too. Off loopback
-            without one, a code is generated (see :attr:`api_key`, and the table).
+            students set ``HF_TOKEN=<code>``), or as the password of Basic auth (pip, a browser). Given on
+            loopback, it is required there too. Off loopback without one, a code is generated (see
+            :attr:`api_key`, and the table).
+        wheelhouse: a folder of wheels (``qwenlab wheelhouse``) to serve as a package index at ``/simple/``
+            (:class:`qwenlab.classroom.PackageIndex`; its files are hashed once, when the mirror starts).
+
+    The class dashboard is always on: :attr:`board` (a :class:`qwenlab.classroom.ClassBoard`) holds the
+    reports students send to ``/class/reports``; the page is ``/class``.
 
     Set ``paused = True`` to answer every request with 503 Service Unavailable (as a mirror that went
     down; downloads fall back to the next source and resume later), ``False`` to serve again.
@@ -534,10 +658,12 @@ class MirrorServer(TableView):
 
     def __init__(self, repos: Mapping[str, str | os.PathLike], host: str = "127.0.0.1", port: int = 0,
                  drop_after: int | None = None, on_request: Callable[[LogEntry], None] | None = None,
-                 api_key: str | None = None):
+                 api_key: str | None = None, wheelhouse: str | os.PathLike | None = None):
         cache = HashCache()
         self.repos: dict[str, ServedRepo] = {rid: ServedRepo.from_folder(rid, folder, cache)
                                              for rid, folder in repos.items()}
+        self.index = PackageIndex(wheelhouse) if wheelhouse is not None else None
+        self.board = ClassBoard()
         self.host = host
         self.api_key = api_key or (None if is_loopback(host) else class_code())
         self.drop_after = drop_after
@@ -560,13 +686,32 @@ class MirrorServer(TableView):
     def key_hint(self) -> str:
         """What a client without the class code is told (the 401 message)."""
         return ("this classroom mirror needs the class code: ask your teacher for it and set HF_TOKEN=<class code> "
-                "(huggingface_hub and hf send it as 'Authorization: Bearer <class code>').")
+                "(huggingface_hub and hf send it as 'Authorization: Bearer <class code>'); pip: "
+                "http://student:<class code>@HOST:PORT/simple; qwenlab doctor --send URL --class-code <class code>; "
+                "a browser asks for it (any user name, the class code as password).")
 
     def student_commands(self, model: str) -> list[str]:
         """The lines a student types to download ``model`` from this mirror (with the class code, if one is set)."""
         token = f"HF_TOKEN={self.api_key} " if self.api_key else ""
         return [f"{token}HF_ENDPOINT={self.url} HF_HUB_DISABLE_XET=1 hf download {model}",
                 f"{token}qwenlab download {model} --source {self.url}"]
+
+    def pip_index_url(self) -> str:
+        """The index URL students give pip: ``/simple`` on this mirror, with the class code as the password of
+        Basic auth when one is set (``http://student:CODE@TEACHER:8090/simple``)."""
+        if not self.api_key:
+            return f"{self.url}/simple"
+        return self.url.replace("://", f"://student:{quote(self.api_key, safe='')}@", 1) + "/simple"
+
+    def setup_commands(self) -> list[str]:
+        """The lines a student types to install the course from this mirror's package index (torch too)."""
+        index = self.pip_index_url()
+        return [f"python setup_course.py install --pip-mirror {index} --torch-index {index}   (Windows: py ...)"]
+
+    def doctor_command(self) -> str:
+        """The line a student types to send their ``qwenlab doctor`` report to this mirror's dashboard."""
+        code = f" --class-code {self.api_key}" if self.api_key else ""
+        return f"qwenlab doctor --send {self.url}{code}"
 
     @property
     def log(self) -> list[LogEntry]:
@@ -621,8 +766,12 @@ class MirrorServer(TableView):
     def table(self) -> Table:
         """What is served: one row per repo (files, size, folder), titled with the URL students use; the class
         code, when one is set, in the notes."""
-        rows = [(r.repo_id, len(r.files), format_gb(sum(f.size for f in r.files.values())), str(r.folder))
-                for r in self.repos.values()]
+        rows: list[tuple[object, ...]] = [(r.repo_id, len(r.files), format_gb(sum(f.size for f in r.files.values())),
+                                           str(r.folder)) for r in self.repos.values()]
+        if self.index is not None:
+            rows.append(("/simple/ (package index)", len(self.index.files), format_gb(self.index.size),
+                         str(self.index.folder)))
+        rows.append((f"{PAGE_PATH} (class dashboard)", f"{len(self.board)} laptop(s)", "", ""))
         notes = [f"class code: {self.api_key}  (students: HF_TOKEN={self.api_key}, sent as "
                  "'Authorization: Bearer <code>'; without it every request gets 401)"] if self.api_key else []
         return Table(["repo", "files", "size", "folder"], rows, title=f"qwenlab mirror at {self.url}",
@@ -735,7 +884,7 @@ def served_models(models: Iterable[str] | None = None, all_models: bool = False)
 
 def start(models: Iterable[str] | Mapping[str, str | os.PathLike] | None = None, host: str = "127.0.0.1",
           port: int = 0, drop_after: int | None = None, api_key: str | None = None,
-          all_models: bool = False) -> MirrorServer:
+          all_models: bool = False, wheelhouse: str | os.PathLike | None = None) -> MirrorServer:
     """Start a mirror in a background thread and return it (call ``.stop()`` when done).
 
     Args:
@@ -745,6 +894,7 @@ def start(models: Iterable[str] | Mapping[str, str | os.PathLike] | None = None,
         drop_after: cut every file response after this many bytes (to see resuming at work).
         api_key: the class code clients must send (``HF_TOKEN=<code>``); generated off loopback when None.
         all_models: serve every complete model on disk as well (the Hugging Face cache included).
+        wheelhouse: a folder of wheels to serve as a package index at ``/simple/`` (``qwenlab wheelhouse``).
 
     Example:
         >>> mirror = qwenlab.start_mirror({"qwenlab/coder": folder})       # doctest: +SKIP
@@ -752,5 +902,9 @@ def start(models: Iterable[str] | Mapping[str, str | os.PathLike] | None = None,
 
     Taught in ``02_download.ipynb``.
     """
-    repos = models if isinstance(models, Mapping) else served_models(models, all_models=all_models)
-    return MirrorServer(repos, host=host, port=port, drop_after=drop_after, api_key=api_key).start()
+    if models is None and not all_models and wheelhouse is not None:
+        repos: Mapping[str, str | os.PathLike] = {}  # a package index (and the dashboard) without models
+    else:
+        repos = models if isinstance(models, Mapping) else served_models(models, all_models=all_models)
+    return MirrorServer(repos, host=host, port=port, drop_after=drop_after, api_key=api_key,
+                        wheelhouse=wheelhouse).start()

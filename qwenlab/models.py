@@ -46,6 +46,7 @@ __all__ = [
     "ModelShape",
     "head_dim",
     "describe",
+    "release_memory",
 ]
 
 
@@ -337,6 +338,36 @@ def describe(model: CausalLM) -> ModelShape:
         kv_bytes_per_token=2 * cfg.num_hidden_layers * kv_heads * dim * model.dtype.itemsize,
         dtype=str(model.dtype).removeprefix("torch."),
     )
+
+
+def release_memory() -> int:
+    """Give the memory of deleted models back to the operating system; returns how many bytes the process shrank.
+
+    ``del model`` frees a model for Python, but the C allocator (glibc on Linux) often keeps the freed weights
+    in its own heap: the process still holds them, and a second process (a script you start next, another
+    model) cannot use that memory. This runs ``gc.collect()`` and, with glibc, ``malloc_trim(0)``; other
+    allocators (macOS, Windows) hand memory back on their own, so there it only collects.
+
+    Example:
+        >>> del model                                       # doctest: +SKIP
+        >>> qwenlab.models.release_memory() / 1e9           # doctest: +SKIP
+        2.4
+
+    Taught in ``00_quickstart.ipynb``.
+    """
+    import ctypes
+    import gc
+
+    import psutil
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing more to ask for
+        pass
+    return max(0, before - process.memory_info().rss)
 
 
 #: Loggers that talk while transformers imports torchao on a CPU (CUDA-only kernels, torch.compile internals):

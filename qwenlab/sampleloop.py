@@ -24,6 +24,7 @@ from .generation import (
     SAMPLING_KEYS,
     GenerationResult,
     build_inputs,
+    check_context,
     effective_params,
     end_of_turn_ids,
     generation_config,
@@ -168,6 +169,7 @@ def sample_loop(
     inputs = {k: v.to(model.device) for k, v in build_inputs(tokenizer, prompt_or_messages, enable_thinking).items()}
     input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
     prompt_len = input_ids.shape[1]
+    check_context(model, prompt_len)  # same refusal as generate(), before any compute
 
     if seed is not None:
         torch.manual_seed(seed)

@@ -285,7 +285,7 @@ class ThinkingView:
 
     def show_result(self, split: _Any) -> None:
         """Show the final state (and what to do when the thought was cut)."""
-        text = STATES.get(split.state, split.state)
+        text = _html.escape(STATES.get(split.state, split.state))  # the states name <think> and </think>
         if split.hint:
             text += f"<br>⚠️ {_html.escape(split.hint)}"
         self.state_html.value = f"<span style='{_GREY}'>{text}</span>"

@@ -40,8 +40,27 @@ def test_recommended_sampling_returns_a_copy():
 
 
 def test_only_models_with_qwen3s_template_have_thinking():
-    """Qwen3 and the mini thinker (the offline model driven by Qwen3's tokenizer and template)."""
-    assert {m.name for m in catalog.CATALOG.values() if m.thinking} == {"Qwen/Qwen3-0.6B", catalog.THINKER_MODEL}
+    """Qwen3, Qwen3.5 and the mini thinker (the offline model driven by Qwen3's tokenizer and template)."""
+    assert {m.name for m in catalog.CATALOG.values() if m.thinking} == {"Qwen/Qwen3-0.6B", "Qwen/Qwen3.5-0.8B",
+                                                                        catalog.THINKER_MODEL}
+
+
+def test_qwen35_small_is_listed_with_its_own_thinking_rules_and_marked_untested():
+    info = catalog.get("Qwen3.5-0.8B")
+    assert info.name == "Qwen/Qwen3.5-0.8B" and catalog.lookup("Qwen/Qwen3.5-0.8B") is info
+    assert info.thinking and not info.thinks_by_default and not info.has_soft_switch
+    assert info.opens_thinking_in_prompt and "qwen3_5" in info.transformers_needed
+    assert info.tested_here is False and "not run on this machine" in info.notes
+    # its default mode is off, so the default recommendation is the non-thinking one; Qwen3 stays thinking
+    assert catalog.recommended_sampling("Qwen/Qwen3.5-0.8B") == catalog.recommended_sampling(
+        "Qwen/Qwen3.5-0.8B", thinking=False) != catalog.recommended_sampling("Qwen/Qwen3.5-0.8B", thinking=True)
+    assert catalog.recommended_sampling("Qwen/Qwen3-0.6B")["temperature"] == 0.6
+    q3 = catalog.get("Qwen/Qwen3-0.6B")
+    assert q3.thinks_by_default and q3.has_soft_switch and q3.tested_here and not q3.opens_thinking_in_prompt
+    assert all(m.tested_here for m in catalog.CATALOG.values() if m.name != info.name)
+    with __import__("pytest").raises(catalog.UnknownModelError) as err:
+        catalog.lookup("Qwen/Qwen3.5-0.8b")
+    assert err.value.suggestions == ["Qwen/Qwen3.5-0.8B"]
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -144,4 +144,4 @@ def test_load_is_checked_before_the_model_loads(tiny_dir, tmp_path, monkeypatch,
                           ("robot.json", "role 'robot'")]:
         assert main(["chat", str(tiny_dir), "--load", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"qwenlab chat: ") and name in err and problem in err and "loading" not in err
+        assert err.startswith("qwenlab chat: ") and name in err and problem in err and "loading" not in err

@@ -156,6 +156,8 @@ def test_an_unexpected_error_is_one_line_with_the_way_to_see_the_traceback(monke
      "qwenlab tokens: [Errno 13] Permission denied: '/x/y'; check the permissions, or choose a folder you own"),
     (ValueError("bad value;\nsay what to do"), 1, "qwenlab tokens: bad value; say what to do"),
     (EOFError(), 1, "qwenlab tokens: standard input ended before an answer was typed (EOF)"),
+    (ModuleNotFoundError("No module named 'uvicorn'"), 1,
+     "qwenlab tokens: No module named 'uvicorn': a package this command needs is missing. Reinstall the course"),
 ])
 def test_known_errors_are_one_line_without_a_traceback(monkeypatch, capsys, error, code, line):
     def broken(argv, prog):

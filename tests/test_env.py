@@ -187,3 +187,14 @@ def test_doctor_command_prints_the_table(tmp_path):
     assert any(line.split()[:2] == ["[PASS]", "Python"] for line in lines)
     assert not any(" reach " in line for line in lines)  # --offline: no hub probed
     assert lines[-1].startswith("推荐 (recommended): ")
+
+
+def test_the_class_report_carries_the_machine_and_every_check_with_its_advice():
+    rep = env.Report([env.Check("Python", "3.11.9"), env.Check("torch", "2.3.0", "FAIL", "pip install torch==2.13.0")])
+    sent = env.student_report(rep, "seat-05", decode_tok_s=12.345, decode_note="offline, 16 tokens")
+    assert sent.name == "seat-05" and sent.ram_gb > 0 and sent.disk_free_gb >= 0 and sent.python
+    assert sent.decode_tok_s == 12.3 and [c.name for c in sent.fails] == ["torch"]
+    assert sent.fails[0].advice == "pip install torch==2.13.0"
+    assert (sent.model, sent.model_ready) == ("", False)  # nothing on disk in this test's QWENLAB_HOME
+    assert env.ready_model() is None
+    assert type(sent).from_dict(json.loads(sent.to_json())) == sent  # what the dashboard accepts

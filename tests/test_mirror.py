@@ -409,3 +409,9 @@ def _read_banner(proc: subprocess.Popen) -> str:
         if line.startswith("Ctrl+C") or proc.poll() is not None:
             break
     return "".join(lines)
+
+
+def test_a_missing_file_with_a_chinese_name_gets_a_404_that_names_it(server):
+    r = httpx.get(f"{server.url}/{REPO}/resolve/main/权重.safetensors")
+    assert r.status_code == 404 and "权重.safetensors" in r.json()["error"]
+    assert "\\u6743" in r.headers["X-Error-Message"]  # headers are Latin-1: the name goes as escapes there

@@ -175,3 +175,24 @@ def test_start_refuses_a_bad_port_before_starting_a_process(tiny_dir):
     with pytest.raises(ValueError, match="0 to 65535"):
         serve.start(tiny_dir, port=99999)
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+
+def test_stop_during_a_long_generation_ends_it_instead_of_waiting(tiny_dir):
+    """SIGTERM cancels the running generation, so the server exits by itself (no SIGKILL after 20 s)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        srv = serve.start(tiny_dir, timeout=SLOW)
+    url = f"{srv.base_url}/chat/completions"
+    with ThreadPoolExecutor(3) as pool:
+        replies = [pool.submit(httpx.post, url, json=_body(max_tokens=HUGE), timeout=SLOW) for _ in range(3)]
+        health = f"{srv.base_url.removesuffix('/v1')}/health"
+        deadline = time.monotonic() + SLOW
+        while httpx.get(health, timeout=60).json() != {"status": "ok", "model": srv.model, "generating": True,
+                                                       "waiting": 2}:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        srv.stop()
+        statuses = {r.result().status_code for r in replies}
+    # uvicorn re-raises the SIGTERM it handled once shut down (-15); a SIGKILL after 20 s would be -9
+    assert srv._proc.returncode in (0, -signal.SIGTERM)
+    assert statuses <= {503}  # "the server is stopping", not a hang

@@ -12,14 +12,17 @@ from qwenlab.thinking import (
     ThinkingStream,
     history_content,
     mode_settings,
+    prompt_opens_thinking,
     soft_switch,
     split_thinking,
     supports_thinking,
+    template_opens_thinking,
     thinking_mode,
     with_soft_switch,
 )
 
 OPEN, CLOSE, IM_END, EOT = 151667, 151668, 151645, 151643
+TOOL_CALL_ID = 151657  # <tool_call>, not a special token
 HALF_A, HALF_B = 82912, 246  # the two byte-halves of "龘": decoded alone, each is "\ufffd"
 
 HYPO = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -277,3 +280,179 @@ def offline_tok():
     from qwenlab.offline import ensure_offline_model
 
     return AutoTokenizer.from_pretrained(ensure_offline_model())
+
+
+# ---- templates that open <think> in the prompt (Qwen3-2507 Thinking, Qwen3.5) -----------------------
+
+QWEN3_GEN_PROMPT = """    {{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\\n\\n</think>\\n\\n' }}
+    {%- endif %}"""
+THINKING_2507_GEN_PROMPT = """    {{- '<|im_start|>assistant\\n<think>\\n' }}"""
+QWEN35_GEN_PROMPT = """    {{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is true %}
+        {{- '<think>\\n' }}
+    {%- else %}
+        {{- '<think>\\n\\n</think>\\n\\n' }}
+    {%- endif %}"""
+
+
+def _retemplated(generation_prompt: str):
+    """The real Qwen3 tokenizer with its template's generation prompt replaced."""
+    from qwenlab.offline import qwen3_tokenizer
+
+    tok = qwen3_tokenizer()
+    assert QWEN3_GEN_PROMPT in tok.chat_template, "the Qwen3 template changed: update QWEN3_GEN_PROMPT"
+    tok.chat_template = tok.chat_template.replace(QWEN3_GEN_PROMPT, generation_prompt)
+    return tok
+
+
+@pytest.fixture(scope="module")
+def thinking_2507_tok():
+    """A Qwen3-2507-Thinking-style tokenizer: the generation prompt always ends with ``<think>\\n``."""
+    return _retemplated(THINKING_2507_GEN_PROMPT)
+
+
+@pytest.fixture(scope="module")
+def qwen35_tok():
+    """A Qwen3.5-style template: thinking off by default, ``enable_thinking=True`` opens ``<think>``."""
+    return _retemplated(QWEN35_GEN_PROMPT)
+
+
+Q = [{"role": "user", "content": "2+3=?"}]
+
+
+def render(tok, **kw) -> str:
+    return tok.apply_chat_template(Q, tokenize=False, add_generation_prompt=True, **kw)
+
+
+def test_prompt_opens_thinking_reads_the_rendered_prompt(qwen3_tok, thinking_2507_tok, qwen35_tok):
+    assert render(thinking_2507_tok).endswith("<|im_start|>assistant\n<think>\n")
+    assert prompt_opens_thinking(render(thinking_2507_tok))
+    assert prompt_opens_thinking(thinking_2507_tok.apply_chat_template(Q, add_generation_prompt=True),
+                                 thinking_2507_tok)  # ids work too
+    assert not prompt_opens_thinking(render(qwen3_tok))  # Qwen3-0.6B: the model writes <think> itself
+    assert not prompt_opens_thinking(render(qwen3_tok, enable_thinking=False))  # closed empty thought
+    assert prompt_opens_thinking(render(qwen35_tok, enable_thinking=True))
+    assert not prompt_opens_thinking(render(qwen35_tok))
+    typed = [{"role": "user", "content": "what does <think> do?"}]
+    assert not prompt_opens_thinking(qwen3_tok.apply_chat_template(typed, tokenize=False, add_generation_prompt=True))
+    with pytest.raises(ValueError, match="tokenizer"):
+        prompt_opens_thinking([1, 2, 3])
+
+    assert template_opens_thinking(thinking_2507_tok) and not template_opens_thinking(qwen3_tok)
+    assert template_opens_thinking(qwen35_tok, enable_thinking=True) and not template_opens_thinking(qwen35_tok)
+
+
+def test_reply_that_starts_inside_the_thought(qwen3_tok, thinking_2507_tok):
+    thought, answer = qwen3_tok.encode("用户问 2+3。2+3=5。\n"), qwen3_tok.encode("\n\n5")
+    prompt = render(thinking_2507_tok)
+    done = split_thinking([*thought, CLOSE, *answer, IM_END], thinking_2507_tok, prompt=prompt)
+    assert (done.state, done.thinking, done.content, done.opened, done.prompt_opened) == \
+        ("complete", "用户问 2+3。2+3=5。", "5", False, True)
+    cut = split_thinking(thought[:4], thinking_2507_tok, prompt=prompt)
+    assert cut.state == "unfinished" and cut.content == "" and cut.thinking and "max_new_tokens" in cut.hint
+    # the same ids, split as if the prompt had not opened the thought: the half thought is "the answer"
+    assert split_thinking(thought[:4], qwen3_tok).state == "none"
+    # no prompt given: the tokenizer's template says the prompt opens the thought
+    assert split_thinking(thought[:4], thinking_2507_tok) == cut
+    assert split_thinking(qwen3_tok.decode(thought[:4]), prompt=prompt).state == "unfinished"
+    assert split_thinking([], thinking_2507_tok).state == "unfinished"
+    # a reply that still writes its own <think> is split as before
+    own = split_thinking([OPEN, *thought, CLOSE, *answer], thinking_2507_tok, prompt=prompt)
+    assert (own.state, own.thinking, own.content, own.opened) == ("complete", "用户问 2+3。2+3=5。", "5", True)
+    assert history_content(cut) == "" and history_content(done) == "5"
+
+
+def test_a_tool_call_before_any_close_tag_ends_the_thought(qwen3_tok, thinking_2507_tok):
+    call = qwen3_tok.encode('\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>')
+    thought = qwen3_tok.encode("I should call add.\n")
+    s = split_thinking([*thought, TOOL_CALL_ID, *call, IM_END], thinking_2507_tok, prompt=render(thinking_2507_tok))
+    assert (s.state, s.thinking, s.tool_call, s.closed) == ("complete", "I should call add.", True, False)
+    assert s.content.startswith("<tool_call>") and '"name": "add"' in s.content
+    assert s.text == qwen3_tok.decode([*thought, TOOL_CALL_ID, *call], skip_special_tokens=True)
+    text = split_thinking(s.text, prompt_opened=True)
+    assert (text.state, text.raw_thinking, text.raw_content, text.tool_call) == \
+        (s.state, s.raw_thinking, s.raw_content, True)
+    # after </think> a tool call is part of the answer, as always
+    after = split_thinking([*thought, CLOSE, TOOL_CALL_ID, *call], thinking_2507_tok)
+    assert after.closed and not after.tool_call and after.content.startswith("<tool_call>")
+    # with no open thought a tool call is just answer, even if a stray </think> follows it
+    plain = split_thinking([TOOL_CALL_ID, *call, CLOSE, *thought], qwen3_tok)
+    assert plain.state == "none" and plain.thinking == ""
+
+
+def test_mode_rules_read_the_template(thinking_2507_tok, qwen35_tok):
+    hi = [{"role": "user", "content": "hi"}]
+    assert supports_thinking(thinking_2507_tok) and thinking_mode(hi, None, thinking_2507_tok) is True
+    assert thinking_mode(hi, None, qwen35_tok) is False  # Qwen3.5 small: off by default
+    assert thinking_mode(hi, True, qwen35_tok) is True
+    assert thinking_mode(hi, False, qwen35_tok) is False
+
+
+def prompt_opened_replies(text_ids):
+    """Replies that start inside the thought: text, </think>, tool calls and special tokens in any order."""
+    return st.one_of(
+        replies(text_ids).map(lambda ids: [t for t in ids if t != OPEN]),
+        st.lists(st.sampled_from(text_ids + [OPEN, CLOSE, CLOSE, TOOL_CALL_ID, IM_END]), max_size=20),
+    )
+
+
+def test_prompt_opened_split_properties(thinking_2507_tok, text_ids):
+    tok = thinking_2507_tok
+
+    @HYPO
+    @given(prompt_opened_replies(text_ids))
+    def check(ids):
+        decoded = tok.decode(ids, skip_special_tokens=True)
+        s = split_thinking(ids, tok, prompt=render(tok))
+        assert s.prompt_opened and s.text == decoded
+        body = ids[1:] if s.opened else ids
+        closes = [i for i, t in enumerate(body) if t == CLOSE]
+        before_close = body[: closes[0]] if closes else body
+        if TOOL_CALL_ID in before_close:  # the call ends the thought
+            assert s.tool_call and not s.closed and s.raw_content.startswith("<tool_call>")
+        elif not closes:  # never an answer without </think>
+            assert s.state == "unfinished" and s.content == "" and s.raw_thinking == decoded.removeprefix("<think>")
+        else:
+            assert s.closed and s.raw_content == decoded.rsplit("</think>", 1)[1]
+        t = split_thinking(decoded, prompt_opened=True)
+        assert (t.state, t.raw_thinking, t.raw_content, t.tool_call) == (s.state, s.raw_thinking, s.raw_content,
+                                                                          s.tool_call)
+
+    check()
+
+
+def test_prompt_opened_stream_agrees_with_split_at_every_step(thinking_2507_tok, text_ids):
+    tok = thinking_2507_tok
+    prompt = render(tok)
+
+    @HYPO
+    @given(prompt_opened_replies(text_ids), st.lists(st.integers(0, 200), max_size=8))
+    def check(ids, cuts):
+        ts = ThinkingStream(tok, prompt=prompt)
+        assert ts.state == "unfinished"  # before the first token the thought is already open
+        events = []
+        for i, token_id in enumerate(ids):
+            events += ts.feed(token_id)
+            now = split_thinking(ids[: i + 1], tok, prompt=prompt)
+            shown_thinking, shown_answer = replay(events)
+            assert now.raw_thinking.startswith(shown_thinking) and now.raw_content.startswith(shown_answer)
+            assert ts.state == now.state
+        events += ts.close()
+        whole = split_thinking(ids, tok, prompt=prompt)
+        assert replay(events) == (whole.raw_thinking, whole.raw_content) and ts.result == whole
+
+        text = tok.decode(ids, skip_special_tokens=True)
+        bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+        tt, events = ThinkingStream(prompt=prompt), []
+        for a, b in zip(bounds, bounds[1:]):
+            events += tt.feed_text(text[a:b])
+            now = split_thinking(text[:b], prompt=prompt)
+            shown_thinking, shown_answer = replay(events)
+            assert now.raw_thinking.startswith(shown_thinking) and now.raw_content.startswith(shown_answer)
+        events += tt.close()
+        whole = split_thinking(text, prompt=prompt)
+        assert replay(events) == (whole.raw_thinking, whole.raw_content)
+
+    check()

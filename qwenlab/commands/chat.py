@@ -252,6 +252,7 @@ def _turn(conv: Conversation, line: str, seed: int | None, out: TextIO, style: _
     try:
         _print_reply(chat_stream, out, style)
     except Exception as err:  # generation failed: ChatStream took the message back out
+        out.write(f"{style.reset}\n")  # after the part of the reply already printed
         _error_line(err, out, "in the reply")
         return False
     return True

@@ -16,7 +16,7 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="adapter folder (default: the shipped one, qwenlab/data/thinker)")
     parser.add_argument("--seed", type=int, default=None, help="data and init seed (default 1234)")
-    parser.add_argument("--samples", type=int, default=None, help="generated math samples (default 440)")
+    parser.add_argument("--samples", type=int, default=None, help="generated math samples (default 700)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
     parser.add_argument("--chat", type=int, default=None, help="use only the first N plain chat questions")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")

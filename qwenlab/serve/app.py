@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import catalog
 from .engine import DEFAULT_TIME_LIMIT, Engine, Job, Limits
@@ -38,6 +38,10 @@ from .protocol import (
     validate_chat_request,
 )
 from .replies import ToolCall
+
+if TYPE_CHECKING:
+    from ..modelfacts import CausalLM
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "DEFAULT_PORT",
@@ -206,7 +210,8 @@ def _model_card(name: str, engine: Engine, created: int) -> dict:
                         "time_limit_s": limits.time_limit}}
 
 
-def build_app(model: Any, tokenizer: Any, name: str, *, limits: Limits | None = None, reasoning: str = "auto",
+def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str, *,
+              limits: Limits | None = None, reasoning: str = "auto",
               api_key: str | None = None) -> Any:
     """The FastAPI app serving ``model``: ``/health``, ``/v1/models``, ``/v1/chat/completions``.
 

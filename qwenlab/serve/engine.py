@@ -26,12 +26,16 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..generation import PieceStreamer, end_of_turn_ids, generation_config
-from ..thinking import THINK_OPEN, supports_thinking
+from ..thinking import prompt_opens_thinking, supports_thinking
 from .protocol import ChatRequest, RequestError, completion_id
 from .replies import ReplyEvent, ReplyParser
+
+if TYPE_CHECKING:
+    from ..modelfacts import CausalLM
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["DEFAULT_TIME_LIMIT", "DEFAULT_MAX_WAITING", "Limits", "Finished", "Job", "Engine", "context_length"]
 
@@ -67,7 +71,7 @@ class Limits:
             raise ValueError(f"time_limit must be a number of seconds > 0, got {self.time_limit!r}.")
 
 
-def context_length(model: Any) -> int:
+def context_length(model: CausalLM) -> int:
     """The model's context window in tokens (``config.max_position_embeddings``; 32768 for Qwen2.5-0.5B)."""
     config = model.config
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
@@ -142,7 +146,7 @@ class _Watch:
     """A stopping criterion that sees every new token: decodes it, parses the text, emits the events,
     and stops generation on a stop string, the time limit or a cancel (on this very token)."""
 
-    def __init__(self, job: Job, tokenizer: Any, deadline: float):
+    def __init__(self, job: Job, tokenizer: PreTrainedTokenizerBase, deadline: float):
         self.job, self.deadline = job, deadline
         self.pieces = PieceStreamer(tokenizer)
         self.count = 0
@@ -192,7 +196,7 @@ class Engine:
             ``chat_template_kwargs`` override them.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, limits: Limits | None = None, template_kwargs: dict | None = None):
+    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, limits: Limits | None = None, template_kwargs: dict | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.limits = limits or Limits()
         self.template_kwargs = dict(template_kwargs or {})
@@ -222,8 +226,9 @@ class Engine:
     def _prompt_ids(self, request: ChatRequest) -> tuple[Any, str]:
         kwargs = {**self.template_kwargs, **request.template_kwargs}
         try:
-            text = self.tokenizer.apply_chat_template(request.messages, tools=request.tools, tokenize=False,
-                                                      add_generation_prompt=True, **kwargs)
+            text = str(self.tokenizer.apply_chat_template(
+                request.messages, tools=request.tools,  # type: ignore[arg-type]  # list[dict] (invariant list)
+                tokenize=False, add_generation_prompt=True, **kwargs))
         except Exception as err:  # jinja's TemplateError (e.g. "System message must be at the beginning")
             raise RequestError(f"The model's chat template cannot render these messages: {err}",
                                param="messages") from None
@@ -263,7 +268,7 @@ class Engine:
         except (TypeError, ValueError) as err:
             raise RequestError(f"These sampling settings cannot be used: {err}") from None
         parser = ReplyParser(request.stop, thinking=self.thinking,
-                             opened_thinking=self.thinking and text.rstrip().endswith(THINK_OPEN),
+                             opened_thinking=prompt_opens_thinking(text),
                              tools=bool(request.tools), parallel=request.parallel_tool_calls)
         job = Job(ids.to(self.model.device), budget, gc, parser, request.seed, request.model)
         if request.max_tokens is not None and request.max_tokens > budget:
@@ -308,8 +313,12 @@ class Engine:
         """Cancel every job (server shutdown): the running one stops within a token, waiting ones never start."""
         with self._lock:
             jobs = list(self._pending)
+            waiting = [job for job in jobs if job is not self._current]
+            self._pending.difference_update(waiting)
         for job in jobs:
             job.cancel.set()
+        for job in waiting:  # their turn never comes: answer their requests now
+            job.emit(Finished("cancelled", job.prompt_tokens, 0, 0.0, "the server is stopping"))
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, job: Job) -> None:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..thinking import THINK_OPEN, ThinkingStream
+from ..thinking import ThinkingStream
 
 __all__ = ["TOOL_OPEN", "TOOL_CLOSE", "ToolCall", "ReplyEvent", "ReplyParser", "parse_tool_call", "parse_tool_calls"]
 
@@ -120,9 +120,7 @@ class ReplyParser:
         self.stopped = False
         self.tool_calls: list[ToolCall] = []
         self._raw, self._released = "", 0
-        self._thinking = ThinkingStream() if thinking or opened_thinking else None
-        if self._thinking is not None and opened_thinking:
-            self._thinking.feed_text(THINK_OPEN)
+        self._thinking = ThinkingStream(prompt_opened=opened_thinking) if thinking or opened_thinking else None
         self._thought_seen = False
         self._answer_started = False
         self._tools, self._parallel = tools, parallel

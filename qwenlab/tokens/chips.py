@@ -17,9 +17,12 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..offline import qwen3_tokenizer_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["Token", "Piece", "TokenView", "show_tokens", "added_tokens", "tokenizer_name", "PALETTE", "MONO_FONT"]
 
@@ -38,7 +41,7 @@ def _byte_decoder() -> dict[str, int]:
     return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
-def _backend(tokenizer: Any) -> Any:
+def _backend(tokenizer: PreTrainedTokenizerBase) -> Any:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise TypeError(
@@ -48,16 +51,16 @@ def _backend(tokenizer: Any) -> Any:
     return backend
 
 
-def _is_byte_level(tokenizer: Any) -> bool:
+def _is_byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
     return "ByteLevel" in repr(_backend(tokenizer).decoder)
 
 
-def _normalize(tokenizer: Any, text: str) -> str:
+def _normalize(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
     normalizer = _backend(tokenizer).normalizer
     return normalizer.normalize_str(text) if normalizer is not None else text
 
 
-def tokenizer_name(tokenizer: Any) -> str:
+def tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
     """A short name for titles: the model folder's name, or "Qwen3 tokenizer" for ``qwenlab.qwen3_tokenizer()``."""
     path = str(getattr(tokenizer, "name_or_path", "") or "").rstrip("/")
     try:
@@ -68,7 +71,7 @@ def tokenizer_name(tokenizer: Any) -> str:
     return os.path.basename(path)
 
 
-def added_tokens(tokenizer: Any) -> dict[int, Any]:
+def added_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[int, Any]:
     """The tokenizer's added tokens (special ones and others such as ``<think>``): ``{id: AddedToken}``."""
     return dict(getattr(tokenizer, "added_tokens_decoder", {}) or {})
 
@@ -246,7 +249,7 @@ def _token_title(token: Token) -> str:
     return f"id {token.id} · {token.kind} · bytes {hexes} · vocab {token.raw!r} · alone {token.text!r}"
 
 
-def _tokens(tokenizer: Any, ids: Sequence[int]) -> list[Token]:
+def _tokens(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[Token]:
     added = added_tokens(tokenizer)
     raws = tokenizer.convert_ids_to_tokens(list(ids))
     out = []
@@ -283,7 +286,7 @@ def _texts_from_normalized(text: str, tokens: list[Token], groups: list[list[int
     return texts
 
 
-def _merge_by_offsets(tokenizer: Any, text: str, tokens: list[Token], groups: list[list[int]],
+def _merge_by_offsets(tokenizer: PreTrainedTokenizerBase, text: str, tokens: list[Token], groups: list[list[int]],
                       offsets: list[tuple[int, int]]) -> tuple[list[list[int]], list[str]]:
     """For text the tokenizer normalizes (e.g. NFC turns "e" + U+0301 into "é"): cut the original text at
     the tokens' start offsets, and merge groups until each slice normalizes to what its tokens decode to.
@@ -309,7 +312,7 @@ def _merge_by_offsets(tokenizer: Any, text: str, tokens: list[Token], groups: li
     return merged_groups, texts
 
 
-def show_tokens(text_or_ids: str | Sequence[int], tokenizer: Any) -> TokenView:
+def show_tokens(text_or_ids: str | Sequence[int], tokenizer: PreTrainedTokenizerBase) -> TokenView:
     """Show how ``tokenizer`` cuts a text (or what a list of token ids spells): chips with token ids.
 
     Byte-level BPE (Qwen's tokenizer) works on UTF-8 bytes, so one Chinese character or emoji can be
@@ -360,7 +363,7 @@ def _check_unicode(text: str) -> None:
                          "with their real encoding first, e.g. data.decode('gbk').") from None
 
 
-def _view_of_ids(ids: list[int], tokenizer: Any, name: str) -> TokenView:
+def _view_of_ids(ids: list[int], tokenizer: PreTrainedTokenizerBase, name: str) -> TokenView:
     tokens = _tokens(tokenizer, ids)
     pieces = [
         Piece(b"".join(tokens[i].data for i in g).decode("utf-8", errors="replace"), tuple(tokens[i] for i in g))
@@ -369,7 +372,7 @@ def _view_of_ids(ids: list[int], tokenizer: Any, name: str) -> TokenView:
     return TokenView("".join(p.text for p in pieces), pieces, name)
 
 
-def _view_from_offsets(text: str, tokenizer: Any, ids: list[int], offsets: list, name: str) -> TokenView:
+def _view_from_offsets(text: str, tokenizer: PreTrainedTokenizerBase, ids: list[int], offsets: list, name: str) -> TokenView:
     """Tokenizers that are not byte-level: cut the text at each token's start offset."""
     raws = tokenizer.convert_ids_to_tokens(ids)
     starts = [0] + [max(offsets[i][0], 0) for i in range(1, len(ids))] + [len(text)]

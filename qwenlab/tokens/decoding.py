@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import Table, TableView
 from ..generation import PieceStreamer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["DecodeStep", "DecodeSteps", "decode_steps"]
 
@@ -50,7 +53,7 @@ class DecodeSteps(TableView):
         printer.text(str(self))
 
 
-def decode_steps(text_or_ids: str | Sequence[int], tokenizer: Any, skip_special_tokens: bool = True) -> DecodeSteps:
+def decode_steps(text_or_ids: str | Sequence[int], tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool = True) -> DecodeSteps:
     """Replay a generation one token at a time: decoding each token alone vs what ``qwenlab.stream`` prints.
 
     Decoding token by token shows "�" wherever a character's bytes span two tokens. ``qwenlab.stream``
@@ -67,7 +70,7 @@ def decode_steps(text_or_ids: str | Sequence[int], tokenizer: Any, skip_special_
     ids = (tokenizer.encode(text_or_ids, add_special_tokens=False) if isinstance(text_or_ids, str)
            else [int(i) for i in text_or_ids])
     streamer = PieceStreamer(tokenizer, skip_special_tokens)
-    steps = [DecodeStep(token_id, tokenizer.decode([token_id], skip_special_tokens=skip_special_tokens),
+    steps = [DecodeStep(token_id, str(tokenizer.decode([token_id], skip_special_tokens=skip_special_tokens)),
                         streamer.add([token_id]))
              for token_id in ids]
     tail = streamer.flush()  # an unfinished character at the very end: shown with the last token

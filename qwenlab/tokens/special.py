@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import Table, TableView
 from .chips import added_tokens, tokenizer_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["SpecialToken", "SpecialTokenTable", "special_tokens"]
 
@@ -112,7 +115,7 @@ class SpecialTokenTable(TableView):
         printer.text(str(self))
 
 
-def _named(tokenizer: Any) -> dict[str, list[str]]:
+def _named(tokenizer: PreTrainedTokenizerBase) -> dict[str, list[str]]:
     named: dict[str, list[str]] = {}
     for attr in ("bos_token", "eos_token", "pad_token", "unk_token"):
         value = getattr(tokenizer, attr, None)
@@ -121,14 +124,14 @@ def _named(tokenizer: Any) -> dict[str, list[str]]:
     return named
 
 
-def _placeholder_ids(tokenizer: Any, added: dict[int, Any]) -> dict[int, str]:
+def _placeholder_ids(tokenizer: PreTrainedTokenizerBase, added: dict[int, Any]) -> dict[int, str]:
     """Vocabulary entries like ``[PAD151665]`` (a GGUF conversion pads the vocabulary with them)."""
     first = min(added, default=0)
     return {i: t for t, i in tokenizer.get_vocab().items()
             if i >= first and i not in added and _PLACEHOLDER.fullmatch(t)}
 
 
-def special_tokens(tokenizer: Any) -> SpecialTokenTable:
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> SpecialTokenTable:
     """Table of the special and added tokens: id, text, purpose, and whether ``skip_special_tokens`` drops them.
 
     "Removed" is measured, not assumed: each token is decoded with ``skip_special_tokens=True``.

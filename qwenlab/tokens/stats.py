@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import Table, TableView, cjk_fonts
 from .chips import PALETTE, tokenizer_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["SAMPLES", "StatsRow", "TokenStats", "token_stats"]
 
@@ -113,7 +116,7 @@ def _latin_label(name: str) -> str:
     return name
 
 
-def token_stats(texts: dict[str, str] | Sequence[str] | None, tokenizer: Any) -> TokenStats:
+def token_stats(texts: dict[str, str] | Sequence[str] | None, tokenizer: PreTrainedTokenizerBase) -> TokenStats:
     """Token cost of texts: characters per token and tokens per 100 characters.
 
     Args:

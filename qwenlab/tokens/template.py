@@ -11,10 +11,13 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..generation import as_messages
 from .chips import MONO_FONT, Piece, added_tokens, show_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["ChatSegment", "ChatRendering", "DiffOp", "RenderingDiff", "render_chat"]
 
@@ -94,7 +97,7 @@ def _segments_html(segments: list[ChatSegment]) -> str:
     return "".join(out)
 
 
-def _added_pattern(tokenizer: Any) -> tuple[re.Pattern | None, dict[str, bool]]:
+def _added_pattern(tokenizer: PreTrainedTokenizerBase) -> tuple[re.Pattern | None, dict[str, bool]]:
     contents = {t.content: bool(t.special) for t in added_tokens(tokenizer).values() if t.content}
     if not contents:
         return None, contents
@@ -102,7 +105,7 @@ def _added_pattern(tokenizer: Any) -> tuple[re.Pattern | None, dict[str, bool]]:
     return re.compile("|".join(re.escape(c) for c in alternatives)), contents
 
 
-def _segments(text: str, tokenizer: Any) -> list[ChatSegment]:
+def _segments(text: str, tokenizer: PreTrainedTokenizerBase) -> list[ChatSegment]:
     """Split a rendered template into special/added tokens, role names (after <|im_start|>) and text."""
     pattern, contents = _added_pattern(tokenizer)
     parts: list[tuple[str, str]] = []
@@ -141,7 +144,7 @@ def _segments(text: str, tokenizer: Any) -> list[ChatSegment]:
 
 def render_chat(
     messages: str | Sequence[dict],
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     add_generation_prompt: bool = True,
     enable_thinking: bool | None = None,
     **template_kwargs: Any,
@@ -174,7 +177,7 @@ def render_chat(
             "This tokenizer has no chat template (a base model?); use the tokenizer of an Instruct/chat model, "
             "e.g. qwenlab.qwen3_tokenizer()."
         )
-    text = tokenizer.apply_chat_template(as_messages(messages), tokenize=False, **options)
+    text = str(tokenizer.apply_chat_template(as_messages(messages), tokenize=False, **options))
     ids = tokenizer.encode(text, add_special_tokens=False)
     return ChatRendering(text, _segments(text, tokenizer), ids, options, tokenizer)
 
