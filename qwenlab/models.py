@@ -470,9 +470,10 @@ def load_model(
                 f"({err}). Upgrade it: pip install -U 'transformers>=5'."
             ) from err
         raise
+    loaded: CausalLM = model  # type: ignore[assignment]  # AutoModelForCausalLM's stub names a generic base
     if where.adapter:
-        model = apply_adapter(model, where.adapter)
-    model = model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() via a decorator
+        loaded = apply_adapter(loaded, where.adapter)
+    model = loaded.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() via a decorator
     remember(model, ModelFacts(
         name=where.name,
         folder=str(where.folder / where.gguf_file if where.gguf_file else where.folder),

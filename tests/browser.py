@@ -259,10 +259,13 @@ class Notebook:
     def output_text(self, cell: Any) -> str:
         return "\n".join(o.text for o in self.find(".jp-OutputArea-output", cell))
 
+    # What an output shows when the kernel raised, or when ipywidgets 8 could not render a widget.
+    ERROR_MARKERS = ("Traceback (most recent call last)", "Error displaying widget", "Click to show javascript error")
+
     def errors(self) -> list[str]:
-        """Tracebacks and "Error displaying widget" messages shown in any output."""
+        """Tracebacks and widget rendering errors shown in any output."""
         texts = [o.text for o in self.find(f"{self.PANEL} .jp-OutputArea-output")]
-        return [t for t in texts if "Traceback (most recent call last)" in t or "Error displaying widget" in t]
+        return [t for t in texts if any(marker in t for marker in self.ERROR_MARKERS)]
 
     # ---- running -------------------------------------------------------------------------------------
 

@@ -367,7 +367,7 @@ def test_chat_box_and_thinking_view(opened, offline_dir):
 
 def test_console_check_catches_a_widget_that_throws(browser_session):
     """The control for the console check above: a widget whose frontend module does not exist must show up
-    as a SEVERE console entry (and as "Error displaying widget" in its output)."""
+    as a SEVERE console entry (and as ipywidgets' "Click to show javascript error." in its output)."""
     server, web, _root = browser_session
     write_notebook(browser_session[2] / "broken.ipynb", BROKEN_CELLS)
     nb = Notebook(web, server.page("broken.ipynb", "broken"), timeout=60)
@@ -380,6 +380,6 @@ def test_console_check_catches_a_widget_that_throws(browser_session):
             return [m for m in severe(log) if "qwenlab-test-missing-module" in m]
 
         wait_for(reported, 30, "the missing widget module to be reported as an error in the browser console")
-        wait_for(nb.errors, 10, "'Error displaying widget' in the output")
+        wait_for(nb.errors, 10, "the widget's error in its output")
     finally:
         server.close_notebook("broken.ipynb")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import _thread
+import _thread  # noqa: PLC2701  (the stdlib way to send the main thread a Ctrl-C)
 import json
 
 import pytest
