@@ -18,10 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import catalog
 from .modelfacts import model_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "THINK_OPEN",
@@ -119,19 +122,19 @@ class ThinkingSplit:
         return "\n".join(lines)
 
 
-def _tag_ids(tokenizer: Any) -> tuple[int, int]:
-    open_id = tokenizer.convert_tokens_to_ids(THINK_OPEN)
+def _tag_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    open_id = tokenizer.convert_tokens_to_ids(THINK_OPEN)  # one token in, one id out
     close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
     unk = getattr(tokenizer, "unk_token_id", None)
     if open_id is None or close_id is None or unk is not None and unk in (open_id, close_id):
         return -1, -1  # a tokenizer without think tags: no id can match
-    return open_id, close_id
+    return int(open_id), int(close_id)  # type: ignore[arg-type]  # one token in, one id out
 
 
-def _tool_call_id(tokenizer: Any) -> int:
+def _tool_call_id(tokenizer: PreTrainedTokenizerBase) -> int:
     call_id = tokenizer.convert_tokens_to_ids(TOOL_CALL)
     unk = getattr(tokenizer, "unk_token_id", None)
-    return -1 if call_id is None or unk is not None and call_id == unk else call_id
+    return -1 if call_id is None or unk is not None and call_id == unk else int(call_id)  # type: ignore[arg-type]
 
 
 def _make_split(opened: bool, closed: bool, raw_thinking: str, raw_content: str,
@@ -145,7 +148,7 @@ def _make_split(opened: bool, closed: bool, raw_thinking: str, raw_content: str,
                          raw_thinking, raw_content, n_thinking, n_content, prompt_opened, tool_call)
 
 
-def _split_ids(ids: list[int], tokenizer: Any, skip_special_tokens: bool,
+def _split_ids(ids: list[int], tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool,
                prompt_opened: bool = False) -> ThinkingSplit:
     open_id, close_id = _tag_ids(tokenizer)
     special = set(tokenizer.all_special_ids) if skip_special_tokens else set()
@@ -159,7 +162,7 @@ def _split_ids(ids: list[int], tokenizer: Any, skip_special_tokens: bool,
     in_thought = opened or prompt_opened
 
     def decode(part: list[int]) -> str:
-        return tokenizer.decode(part, skip_special_tokens=skip_special_tokens)
+        return str(tokenizer.decode(part, skip_special_tokens=skip_special_tokens))
 
     if in_thought and call >= 0:  # a tool call before any </think> ends the thought
         thought, answer = ids[start:call], ids[call:]
@@ -205,7 +208,7 @@ def _as_ids(value: Any) -> list[int]:
     return [int(t) for t in value]
 
 
-def prompt_opens_thinking(prompt: Any, tokenizer: Any = None) -> bool:
+def prompt_opens_thinking(prompt: Any, tokenizer: PreTrainedTokenizerBase | None = None) -> bool:
     """Does this rendered prompt end inside an open ``<think>``? Then the reply starts inside the thought.
 
     True for the generation prompt of Qwen3-2507 Thinking and of Qwen3.5 with thinking on
@@ -225,7 +228,7 @@ def prompt_opens_thinking(prompt: Any, tokenizer: Any = None) -> bool:
     else:
         if tokenizer is None:
             raise ValueError("prompt_opens_thinking got token ids but no tokenizer: pass the tokenizer too.")
-        text = tokenizer.decode(_as_ids(prompt), skip_special_tokens=False)
+        text = str(tokenizer.decode(_as_ids(prompt), skip_special_tokens=False))
     turn = text.rsplit("<|im_start|>", 1)[-1]
     at = turn.rfind(THINK_OPEN)
     return at >= 0 and THINK_CLOSE not in turn[at:]
@@ -236,15 +239,15 @@ _TEMPLATE_OPENS: dict[tuple[str, bool | None], bool] = {}
 _TEMPLATE_CLOSES: dict[str, bool] = {}
 
 
-def _probe_prompt(tokenizer: Any, enable_thinking: bool | None) -> str:
-    extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+def _probe_prompt(tokenizer: PreTrainedTokenizerBase, enable_thinking: bool | None) -> str:
+    extra: dict[str, Any] = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     try:
-        return tokenizer.apply_chat_template(_PROBE, tokenize=False, add_generation_prompt=True, **extra)
+        return str(tokenizer.apply_chat_template(_PROBE, tokenize=False, add_generation_prompt=True, **extra))
     except Exception:  # a template that cannot render the probe: it says nothing about thinking
         return ""
 
 
-def _template_closes_thinking(tokenizer: Any) -> bool:
+def _template_closes_thinking(tokenizer: PreTrainedTokenizerBase) -> bool:
     """True when the template's default generation prompt already holds an empty, closed thought
     (thinking off by default, as Qwen3.5's small models)."""
     template = getattr(tokenizer, "chat_template", None)
@@ -256,7 +259,7 @@ def _template_closes_thinking(tokenizer: Any) -> bool:
     return _TEMPLATE_CLOSES[str(template)]
 
 
-def template_opens_thinking(tokenizer: Any, enable_thinking: bool | None = None) -> bool:
+def template_opens_thinking(tokenizer: PreTrainedTokenizerBase, enable_thinking: bool | None = None) -> bool:
     """Does this tokenizer's chat template open ``<think>`` in the generation prompt?
 
     Renders a one-question conversation with ``add_generation_prompt=True`` (and ``enable_thinking``
@@ -274,7 +277,8 @@ def template_opens_thinking(tokenizer: Any, enable_thinking: bool | None = None)
     return _TEMPLATE_OPENS[key]
 
 
-def _resolve_prompt_opened(prompt: Any, prompt_opened: bool | None, tokenizer: Any) -> bool:
+def _resolve_prompt_opened(prompt: Any, prompt_opened: bool | None,
+                           tokenizer: PreTrainedTokenizerBase | None) -> bool:
     if prompt_opened is not None:
         return prompt_opened
     if prompt is not None:
@@ -282,7 +286,7 @@ def _resolve_prompt_opened(prompt: Any, prompt_opened: bool | None, tokenizer: A
     return tokenizer is not None and template_opens_thinking(tokenizer)
 
 
-def split_thinking(reply: Any, tokenizer: Any = None, skip_special_tokens: bool = True, *,
+def split_thinking(reply: Any, tokenizer: PreTrainedTokenizerBase | None = None, skip_special_tokens: bool = True, *,
                    prompt: Any = None, prompt_opened: bool | None = None) -> ThinkingSplit:
     """Split a Qwen3 reply into its thought and its answer, and say which case it is.
 
@@ -333,7 +337,7 @@ def split_thinking(reply: Any, tokenizer: Any = None, skip_special_tokens: bool 
         raise ValueError("split_thinking got token ids but no tokenizer: pass the tokenizer, "
                          "split_thinking(ids, tokenizer), so the parts can be decoded.")
     opened = _resolve_prompt_opened(prompt, prompt_opened, tokenizer)
-    if not ids:
+    if not ids or tokenizer is None:
         return _make_split(False, False, "", "", 0, 0, opened)
     return _split_ids(ids, tokenizer, skip_special_tokens, opened)
 
@@ -398,7 +402,7 @@ class ThinkingStream:
     Taught in ``06_thinking.ipynb`` (drives the two-pane ``ThinkingView``).
     """
 
-    def __init__(self, tokenizer: Any = None, skip_special_tokens: bool = True, *,
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | None = None, skip_special_tokens: bool = True, *,
                  prompt: Any = None, prompt_opened: bool | None = None):
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
@@ -482,7 +486,7 @@ class ThinkingStream:
 
 # ---- modes and settings -------------------------------------------------------------------------
 
-def supports_thinking(tokenizer: Any) -> bool:
+def supports_thinking(tokenizer: PreTrainedTokenizerBase) -> bool:
     """True when the tokenizer's chat template knows ``enable_thinking`` (Qwen3, Qwen3.5) or always opens
     ``<think>`` in the prompt (Qwen3-2507 Thinking)."""
     template = getattr(tokenizer, "chat_template", None) or ""
@@ -506,7 +510,7 @@ def with_soft_switch(text: str, thinking: bool) -> str:
 
 
 def thinking_mode(messages: Sequence[dict], enable_thinking: bool | None = None,
-                  tokenizer: Any = None) -> bool:
+                  tokenizer: PreTrainedTokenizerBase | None = None) -> bool:
     """Will the model think on its next reply? Qwen3's rules, in order:
 
     1. a template that opens ``<think>`` in the prompt for this ``enable_thinking`` (Qwen3-2507
