@@ -174,11 +174,11 @@ def thinker(offline_dir):
 
 @pytest.mark.real_model
 def test_offline_thinker_thinks_when_on_and_answers_directly_when_off(thinker):
-    import qwenlab
     from qwenlab.thinker.evaluate import ask
+    from qwenlab.thinking import supports_thinking
 
     model, tokenizer = thinker
-    assert tokenizer.convert_tokens_to_ids("</think>") == 151668 and qwenlab.supports_thinking(tokenizer)
+    assert tokenizer.convert_tokens_to_ids("</think>") == 151668 and supports_thinking(tokenizer)
     for problem in [eval_problems()[i] for i in (0, 4, 13)]:  # add (en), compare (en), word (zh)
         on = ask(model, tokenizer, problem, "think")
         assert on.state == "complete" and on.thinking and on.answer and on.finish_reason == "stop", on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--measure", action="store_true",
                         help="measure the adapter (in --out, default the shipped one) instead of training")
     parser.add_argument("--questions", type=int, default=56, help="eval questions for --measure (default 56)")
+    parser.add_argument("--eval-seed", type=int, default=None,
+                        help="--measure on questions drawn with this seed instead of the eval seed (questions of "
+                             "the adapter's training set, read from its card.json, are left out)")
     parser.add_argument("--report", type=Path, default=None, help="write the measurement as markdown here")
     args = parser.parse_args(argv)
     if args.measure:
@@ -53,11 +57,12 @@ def main(argv: list[str], prog: str) -> int:
 def _measure(args, prog: str) -> int:
     import torch
 
-    from ..adapters import apply_adapter
+    from ..adapters import THINKER_DIR, apply_adapter
     from ..evaluation import probe_answers
     from ..models import load_model
     from ..offline import qwen3_tokenizer
-    from ..thinker.evaluate import measure
+    from ..thinker.data import train_problems
+    from ..thinker.evaluate import fresh_problems, measure
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -74,7 +79,12 @@ def _measure(args, prog: str) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} questions ({time.perf_counter() - start:.0f} s)", end="", file=sys.stderr)
 
-    report = measure(model, tokenizer, base_answers, n=args.questions, progress=progress)
+    problems = None
+    if args.eval_seed is not None:
+        card = json.loads(((args.out or THINKER_DIR) / "card.json").read_text(encoding="utf-8"))
+        trained = train_problems(card["config"]["math_samples"], card["config"]["seed"])
+        problems = fresh_problems(args.questions, args.eval_seed, trained)
+    report = measure(model, tokenizer, base_answers, n=args.questions, progress=progress, problems=problems)
     print(file=sys.stderr)
     print(report.summary())
     print()

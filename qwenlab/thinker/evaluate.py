@@ -12,7 +12,8 @@ and the 14 probes of ``qwenlab/data/probes.json`` with thinking off, against the
 answers (is the thinker's answer unchanged?). Greedy decoding makes the numbers a function of the weights;
 Qwen recommends sampling for real use (T=0.6, top_p=0.95, top_k=20 when thinking).
 
-A benchmark, not a unit test: ``qwenlab train-thinker --measure`` runs it and writes ``benchmarks/thinker.md``.
+A benchmark, not a unit test: ``qwenlab train-thinker --measure --report FILE`` runs it (about 15 min on one
+core); the recorded numbers are in ``benchmarks/thinker.md``.
 Taught in ``06_thinking.ipynb`` and ``10_learn_to_think.ipynb``.
 """
 
@@ -27,12 +28,13 @@ from ..display import Table, TableView
 from ..evaluation import Probe, is_correct, probe_answers, probes, same_answer
 from ..generation import generate
 from ..thinking import split_thinking
-from .data import EVAL_SEED, KINDS, Problem, eval_problems, is_right, prompt_messages
+from .data import EVAL_SEED, KINDS, Problem, eval_problems, is_right, make_problems, prompt_messages
 
 if TYPE_CHECKING:
     from ..modelfacts import CausalLM
 
-__all__ = ["MAX_NEW_TOKENS", "Attempt", "ProbeRow", "ThinkerReport", "ask", "measure", "probe_rows"]
+__all__ = ["MAX_NEW_TOKENS", "Attempt", "ProbeRow", "ThinkerReport", "ask", "fresh_problems", "measure",
+           "probe_rows"]
 
 #: reply budgets per mode: a trained thought is under ~130 tokens, an answer under ~40
 MAX_NEW_TOKENS = {"think": 320, "hard_off": 64, "soft_off": 72}
@@ -104,10 +106,10 @@ class ThinkerReport(TableView):
             return f"{hit}/{n} = {100 * hit / n:.0f} %" if n else "-"
 
         rows = [
-            ["well-formed <think>…</think>answer, thinking on", pct(*self.rate("think", "obeyed")), "≥ 95 %"],
-            ["no think block in the reply, hard off (enable_thinking=False)", pct(*self.rate("hard_off", "obeyed")),
+            ["well-formed `<think>…</think>answer`, thinking on", pct(*self.rate("think", "obeyed")), "≥ 95 %"],
+            ["no think block in the reply, hard off (`enable_thinking=False`)", pct(*self.rate("hard_off", "obeyed")),
              "≥ 95 %"],
-            ["empty <think></think> then answer, soft off (/no_think)", pct(*self.rate("soft_off", "obeyed")),
+            ["empty `<think></think>` then answer, soft off (`/no_think`)", pct(*self.rate("soft_off", "obeyed")),
              "≥ 95 %"],
             ["right final answer, thinking on", pct(*self.rate("think", "right")), "≥ 70 %"],
             ["right final answer, thinking off (hard)", pct(*self.rate("hard_off", "right")), "(compare)"],
@@ -171,24 +173,33 @@ def probe_rows(thinker: CausalLM, tokenizer: Any, base_answers: Sequence[str]) -
     return [ProbeRow(p, b, t) for p, b, t in zip(items, base_answers, mine)]
 
 
+def fresh_problems(n: int, seed: int, trained: Sequence[Problem]) -> list[Problem]:
+    """``n`` questions drawn with another ``seed``, leaving out any question that was ``trained`` on."""
+    seen = {p.question for p in trained}
+    return [p for p in make_problems(n + len(seen), seed) if p.question not in seen][:n]
+
+
 def measure(model: CausalLM, tokenizer: Any, base_answers: Sequence[str], n: int = 56, seed: int = EVAL_SEED,
             modes: Sequence[str] = ("think", "hard_off", "soft_off"),
-            progress: Callable[[int, int], None] | None = None) -> ThinkerReport:
+            progress: Callable[[int, int], None] | None = None,
+            problems: Sequence[Problem] | None = None) -> ThinkerReport:
     """Run the whole measurement on ``n`` eval questions (see the module docstring).
 
     Args:
         base_answers: the base model's greedy probe answers (``probe_answers(base, base_tokenizer)``).
         progress: called with (done, total) after each question.
+        problems: the questions (default: ``eval_problems(n, seed)``).
     """
     start = time.perf_counter()
-    problems = eval_problems(n, seed)
+    source = "given" if problems is not None else seed
+    problems = list(problems) if problems is not None else eval_problems(n, seed)
     attempts = []
     for i, problem in enumerate(problems):
         attempts += [ask(model, tokenizer, problem, mode) for mode in modes]
         if progress:
             progress(i + 1, len(problems))
     rows = probe_rows(model, tokenizer, base_answers)
-    settings = {"questions": len(problems), "eval_seed": seed, "decoding": "greedy (do_sample=False)",
+    settings = {"questions": len(problems), "eval_seed": source, "decoding": "greedy (do_sample=False)",
                 "max_new_tokens": dict(MAX_NEW_TOKENS), "dtype": str(model.dtype).replace("torch.", ""),
                 "seconds": round(time.perf_counter() - start, 1)}
     return ThinkerReport(attempts, rows, settings)
