@@ -14,6 +14,7 @@ Taught in ``10_learn_to_think.ipynb``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,9 @@ def apply_adapter(model: CausalLM, folder: Path | str) -> CausalLM:
         raise FileNotFoundError(f"{folder} has no {ADAPTER_FILE}: it is not a LoRA adapter folder "
                                 "(train one with `qwenlab train-thinker`, or reinstall qwenlab).")
     dtype = model.dtype
-    merged = PeftModel.from_pretrained(model.float(), folder).merge_and_unload()
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in 5.x; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        merged = PeftModel.from_pretrained(model.float(), folder).merge_and_unload()
     rows = read_rows(folder)
     if rows is not None:
         write_rows(merged, rows)

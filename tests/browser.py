@@ -30,7 +30,11 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER_NAMES = ("chromedriver",)
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,2400", "--force-device-scale-factor=1", "--lang=en-US")
+                  "--window-size=1400,2400", "--force-device-scale-factor=1", "--lang=en-US",
+                  # keep the page's renderer at full priority: on a loaded machine a backgrounded (niced,
+                  # timer-throttled) renderer can lag the kernel's widget updates by many seconds
+                  "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+                  "--disable-backgrounding-occluded-windows")
 
 # JupyterLab user settings for a quiet, predictable page: every cell stays in the DOM (no virtual
 # scrolling), no news / update toasts, no auto-closed brackets.

@@ -201,15 +201,17 @@ def chart_on_screen(nb: Notebook, panel, sha256: str, timeout: float = 30) -> by
     seen: list[str] = []
 
     def shown() -> bytes | None:
-        png = nb.image_bytes(nb.find("img", panel)[0])
-        seen.append(hashlib.sha256(png).hexdigest())
-        return png if seen[-1] == sha256 else None
+        images = nb.find("img", panel)
+        png = nb.image_bytes(images[0])
+        seen.append(f"{hashlib.sha256(png).hexdigest()[:12]} ({len(images)} img)")
+        return png if hashlib.sha256(png).hexdigest() == sha256 else None
 
     try:
         return wait_for(shown, timeout, "the chart on screen to be the one the kernel drew")
     except TimeoutError as err:
         console = [(e["level"], e["message"][:300]) for e in nb.console() if e["level"] not in ("DEBUG", "INFO")]
-        raise AssertionError(f"{err}: kernel {sha256[:12]}, screen showed {sorted({s[:12] for s in seen})}; "
+        shot(panel, "04_sampling_lab_chart_not_updated.png")  # for whoever reads the failure
+        raise AssertionError(f"{err}: kernel {sha256[:12]}, screen showed {sorted(set(seen))} in {len(seen)} reads; "
                              f"console: {console}") from None
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,7 +172,9 @@ def lora_model(model: CausalLM, config: TrainConfig) -> Any:
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=LORA_TARGETS,
                       bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in 5.x; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 # ---- data --------------------------------------------------------------------------------------
