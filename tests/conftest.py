@@ -10,6 +10,8 @@ Run only the fast tier with ``pytest -m "not real_model"``.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 import pytest
 
@@ -67,3 +69,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def stop_with_ctrl_c(proc: subprocess.Popen) -> None:
+    """Stop a command started by a test the way a student does (Ctrl-C); kill it if it ignores that for 60 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -14,6 +14,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.conftest import stop_with_ctrl_c
+
 from qwenlab import serve
 from qwenlab.cli import main
 
@@ -140,12 +142,7 @@ def test_cli_reads_the_key_from_a_file_and_keeps_it_out_of_ps(tiny_dir, tmp_path
         ok = httpx.get(f"{base}/v1/models", headers={"Authorization": "Bearer file-key-0815"}, timeout=60)
         assert ok.status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_with_ctrl_c(proc)
     log = proc.stderr.read()
     assert "naming any model gets" in log  # the log says any model name is answered
     assert "Traceback" not in log

@@ -14,7 +14,9 @@ import time
 import httpx
 import pytest
 
-from .conftest import PROBE
+
+
+from .conftest import PROBE, stop_with_ctrl_c
 
 SEED_MODEL = "qwen/Qwen1.5-0.5B-Chat-GGUF"
 SEED_KEY = "lm-studio"
@@ -48,12 +50,7 @@ def seed_server(offline_dir, tmp_path):
             time.sleep(0.5)
         yield log_path
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_with_ctrl_c(proc)
 
 
 @pytest.mark.real_model
