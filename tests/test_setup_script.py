@@ -216,8 +216,11 @@ def test_check_exits_1_without_an_installed_venv_and_0_with_one(tmp_path):
 @pytest.mark.parametrize("target", ["install", "model", "lint", "test", "test-fast", "course", "lab", "strip", "clean"])
 def test_every_make_target_is_one_call_of_the_script(target):
     """One source of truth: make only forwards its variables (make lab PIP_MIRROR=... included)."""
-    out = subprocess.run(["make", "-n", target, f"PIP_MIRROR={MIRROR}", "VENV=.v"], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "MAKEFLAGS": ""})
+    # Under `make test` this test runs inside make: drop the parent's MAKELEVEL/MAKEFLAGS, or the child make
+    # prints "make[1]: Entering directory" lines around the command (CI failed on exactly that).
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}}
+    out = subprocess.run(["make", "--no-print-directory", "-n", target, f"PIP_MIRROR={MIRROR}", "VENV=.v"], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     [line] = out.stdout.strip().splitlines()
     assert line.startswith("python3 setup_course.py ") and line.endswith(f" {target}")
