@@ -40,6 +40,7 @@ EXTRAS = "offline,lab,test,serve,quant"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PROBE_TIMEOUT = 5.0  # seconds to wait for the CPU index before installing torch from the default index instead
 MIRROR_EXAMPLE = "https://pypi.tuna.tsinghua.edu.cn/simple"
+TEACHER_NOTEBOOKS = "build/teacher/notebooks"  # what `make test` runs: notebooks + solutions (qwenlab edition)
 
 COMMANDS = {
     "install": "create .venv, install torch (CPU build) and the course; again only when pyproject.toml changed",
@@ -231,7 +232,10 @@ def command_steps(command: str, opts: Options, host: Host) -> list[Step]:
         "model": [Step("make the course model ready", [py, "-m", "qwenlab.course", "--prepare"], model_env)],
         "lint": [Step("ruff", [tool("ruff"), "check", "."]), Step("import contracts", [tool("lint-imports")]),
                  Step("mypy", [tool("mypy")])],
-        "test": [Step("the whole suite", [py, "-m", "pytest", "tests", "notebooks", "qwenlab", "--doctest-modules",
+        # the teacher edition = every student cell + the solutions, so one run proves both (qwenlab/editions.py)
+        "test": [Step("the teacher edition's notebooks", [py, "-m", "qwenlab.cli", "edition", "teacher",
+                                                          "--notebooks-only", TEACHER_NOTEBOOKS]),
+                 Step("the whole suite", [py, "-m", "pytest", "tests", TEACHER_NOTEBOOKS, "qwenlab", "--doctest-modules",
                                           "--nbval-lax", "--nbval-current-env"], strict)],
         "test-fast": [Step("unit tests on the tiny model", [py, "-m", "pytest", "tests", "-m", "not real_model"])],
         "course": [Step("run every notebook", [py, "tools/run_course.py", "notebooks", "build/course"], strict)],

@@ -20,6 +20,7 @@ _EXPORTS = {
     "course_model": "course",
     "setup_notebook": "course",
     "check": "course",
+    "exercises": ("exercises", None),  # the subpackage itself: qwenlab.exercises.check("03.1", ...)
     "CATALOG": "catalog",
     "get_model_info": ("catalog", "get"),
     "recommended_sampling": "catalog",
@@ -67,6 +68,7 @@ _EXPORTS = {
 
 __all__ = [
     "__version__",
+    "exercises",
     "CATALOG",
     "ContextTooLongError",
     "Conversation",
@@ -117,6 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from .bench import plot_roofline, run_bench
     from .catalog import CATALOG, ModelNotAvailableError, UnknownModelError, get as get_model_info, recommended_sampling
     from .chat import Conversation
+    from . import exercises
     from .course import check, course_model, setup_notebook
     from .env import report
     from .generation import ContextTooLongError, GenerationResult, effective_params, generate, parameter_sources, stream
@@ -139,7 +142,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'qwenlab' has no attribute {name!r}")
     module_name, attr = target if isinstance(target, tuple) else (target, name)
     module = importlib.import_module(f".{module_name}", __name__)
-    value = getattr(module, attr)
+    value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value
 

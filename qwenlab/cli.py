@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("chat", "chat with a model in the terminal (streaming, /think, /reset, /save)"),
     "bench": ("bench", "measure bandwidth, prefill/decode tokens/s and the roofline on this machine"),
     "serve": ("serve", "run an OpenAI-compatible API server for a model on 127.0.0.1"),
+    "edition": ("edition", "build the student edition (no solutions) or the teacher edition, as a zip to hand out"),
     "train-thinker": ("train_thinker", "train (or --measure) the mini thinker: offline model + LoRA, on the CPU"),
 }
 
