@@ -65,6 +65,8 @@ class ModelInfo:
         transformers_needed: which transformers release loads it ("" for the course's pinned version).
         tested_here: False for entries whose facts were written from the model card and never run on
             this course's machines (shown in ``notes``).
+        built_locally: built on this machine from the offline model's PyPI packages (the offline model, and
+            the mini thinker on top of it), never downloaded from a hub.
     """
 
     name: str
@@ -85,6 +87,7 @@ class ModelInfo:
     opens_thinking_in_prompt: bool = False
     transformers_needed: str = ""
     tested_here: bool = True
+    built_locally: bool = False
 
     @property
     def size_gb(self) -> float:
@@ -161,6 +164,7 @@ CATALOG: dict[str, ModelInfo] = {
                 "SHA-256 校验后转换为 transformers 文件夹"
             ),
             aliases=("qwenlab/offline", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"),
+            built_locally=True,
         ),
         ModelInfo(
             name=THINKER_MODEL,
@@ -175,6 +179,7 @@ CATALOG: dict[str, ModelInfo] = {
                 "用 Qwen3 分词器与模板; 只会简单算术/单位换算的思考, 不是真正的 Qwen3 — a LoRA-trained demo"
             ),
             aliases=("qwenlab/offline-thinker", "thinker"),
+            built_locally=True,
         ),
         ModelInfo(
             name="Qwen/Qwen3.5-0.8B",
@@ -323,7 +328,7 @@ def closest(name: str, n: int = 3) -> list[str]:
     tag = _size_tag(name)
     scored = []
     for info in CATALOG.values():
-        if info.name in (OFFLINE_MODEL, THINKER_MODEL) or info.quantized_of:
+        if info.built_locally or info.quantized_of:
             continue
         bare = _norm(info.name).split("/", 1)[-1]
         score = difflib.SequenceMatcher(None, key, bare).ratio()

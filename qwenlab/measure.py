@@ -25,6 +25,8 @@ from .env import bf16_native, cpu_name, package_version
 from .modelfacts import facts_of, remember
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from .modelfacts import CausalLM
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "GenerateTiming",
     "time_generate",
     "time_decode_steps",
+    "decode_speed",
     "load_average",
     "machine_info",
     "PeakRss",
@@ -218,6 +221,23 @@ def time_generate(model: CausalLM, inputs: dict, new_tokens: int, *, use_cache: 
     seconds = time.perf_counter() - start
     steps = [b - a for a, b in zip(clock.times, clock.times[1:])]
     return GenerateTiming(seconds, clock.times[0] - start if clock.times else seconds, steps)
+
+
+def decode_speed(model: CausalLM, tokenizer: PreTrainedTokenizerBase,
+                 prompt: str = "Count from one to twenty in words.", new_tokens: int = 16) -> tuple[float, str]:
+    """Tokens per second of a short greedy decode (the median step, all CPU threads), and how it was measured.
+
+    The number ``qwenlab doctor --send`` puts on the teacher's class dashboard (``docs/teacher.md``), one per
+    laptop; timing itself is taught in ``09_performance.ipynb``.
+
+    >>> speed, how = decode_speed(model, tokenizer, new_tokens=4)
+    >>> speed > 0, how.startswith("4 tokens greedy")
+    (True, True)
+    """
+    inputs = tokenizer(prompt, return_tensors="pt")
+    with torch_threads(None) as threads:
+        timing = time_generate(model, inputs, new_tokens)
+    return 1.0 / timing.step_median, f"{new_tokens} tokens greedy, {model.dtype}, {threads} threads"
 
 
 def time_decode_steps(model: CausalLM, cache: Any, last_logits: Any, steps: int) -> list[float]:

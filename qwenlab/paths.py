@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["qwenlab_home", "models_dir", "offline_dir"]
+__all__ = ["API_KEY_ENV", "qwenlab_home", "models_dir", "offline_dir"]
+
+# The key of `qwenlab serve` and the class code of `qwenlab mirror` travel in this environment variable, never in
+# argv (every user of the machine sees argv in `ps`).
+API_KEY_ENV = "QWENLAB_API_KEY"
 
 
 def qwenlab_home() -> Path:

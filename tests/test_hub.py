@@ -249,6 +249,18 @@ def test_load_model_downloads_a_missing_catalog_model(tiny_dir, monkeypatch):
 
 
 @pytest.mark.real_model
+@pytest.mark.parametrize("name", ["offline", "offline-thinker"])
+def test_the_offline_models_are_built_here_not_downloaded(name, offline_dir, monkeypatch, capsys):
+    """Both offline models come from the offline model's PyPI packages: no source is asked, even a dead one."""
+    assert offline_dir.parent.name == "offline"
+    monkeypatch.setenv("QWENLAB_HOME", str(offline_dir.parent.parent))  # where the session built it
+    report = hub.fetch(name, source=closed_port_url(), progress=False)
+    assert report.folder == offline_dir and report.source == "offline model (PyPI)" and report.attempts == []
+    assert qwenlab_cli(["download", name, "--source", closed_port_url(), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["folder"] == str(offline_dir)
+
+
+@pytest.mark.real_model
 def test_offline_model_through_the_mirror_answers_the_probe(offline_dir):
     import qwenlab
 

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from qwenlab import mirror
+from qwenlab.mirror.replies import Reply
 
 REPO = "test/tiny-model"
 MiB = 2**20
@@ -173,6 +174,28 @@ def test_served_models_accepts_repo_equals_path_and_rejects_unknown(repo_dir):
     assert mirror.served_models([str(repo_dir)]) == {"local/tiny-model": repo_dir}
     with pytest.raises(mirror.NotServableError, match="qwenlab models"):
         mirror.served_models(["no/such-model"])
+
+
+def test_the_mini_thinker_is_not_served_and_the_teacher_is_told_to_serve_offline():
+    with pytest.raises(mirror.NotServableError, match="serve 'offline' instead"):
+        mirror.served_models(["offline-thinker"])
+
+
+def test_a_handler_subclass_adds_a_route_and_keeps_the_others(repo_dir):
+    class WithHealth(mirror.MirrorHandler):
+        def reply_for(self, target):
+            if target == "/health":
+                return Reply(200, {"Content-Type": "text/plain"}, b"ok")
+            return super().reply_for(target)
+
+    class HealthMirror(mirror.MirrorServer):
+        handler_class = WithHealth
+
+    with HealthMirror({REPO: repo_dir}, api_key="k3mz-7qpa-vx2d") as srv:
+        assert httpx.get(f"{srv.url}/health").status_code == 401  # the class code still guards every route
+        auth = {"Authorization": "Bearer k3mz-7qpa-vx2d"}
+        assert httpx.get(f"{srv.url}/health", headers=auth).text == "ok"
+        assert httpx.get(f"{srv.url}/api/models/{REPO}", headers=auth).json()["id"] == REPO
 
 
 def test_qwenlab_mirror_command_serves_the_stock_client(repo_dir, tmp_path):

@@ -18,27 +18,23 @@ from ..env import ready_model, report, student_report
 from . import fail, make_parser
 
 CLASS_CODE_ENV = "QWENLAB_CLASS_CODE"
-SPEED_PROMPT = "Count from one to twenty in words."
-SPEED_TOKENS = 16
 
 
 def decode_speed() -> tuple[float | None, str]:
-    """Tokens per second of a short greedy decode (16 tokens, CPU) on the model ready on disk, and how it was
-    measured; ``(None, why)`` when no model is ready or loading it fails."""
+    """Tokens per second of a short greedy decode (:func:`qwenlab.measure.decode_speed`, CPU) on the model ready
+    on disk, and how it was measured; ``(None, why)`` when no model is ready or loading it fails."""
     name = ready_model()
     if name is None:
         return None, "no model on disk yet: run `qwenlab offline-model` (or `qwenlab download MODEL`)"
-    from ..measure import time_generate, torch_threads
+    from .. import measure  # torch and the model load only when the report is sent
     from ..models import load_model
 
     try:
         model, tokenizer = load_model(name, device="cpu", download=False)
     except (OSError, ValueError, RuntimeError) as err:
         return None, f"{name} did not load: {str(err)[:160]}"
-    inputs = tokenizer(SPEED_PROMPT, return_tensors="pt")
-    with torch_threads(None) as threads:
-        timing = time_generate(model, inputs, SPEED_TOKENS)
-    return 1.0 / timing.step_median, f"{name}, {SPEED_TOKENS} tokens greedy, {model.dtype}, {threads} threads"
+    speed, how = measure.decode_speed(model, tokenizer)
+    return speed, f"{name}, {how}"
 
 
 def main(argv: list[str], prog: str = "qwenlab doctor") -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import catalog
+from ..paths import API_KEY_ENV
 from .engine import DEFAULT_TIME_LIMIT, Engine, Job, Limits
 from .protocol import (
     SSE_DONE,
@@ -62,7 +63,6 @@ __all__ = [
 DEFAULT_PORT = 8000  # `qwenlab serve`; LM Studio uses 1234, Ollama 11434, `start()` picks a free port
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 NO_KEY = "not-needed"  # what clients send when the server has no API key (LM Studio: "lm-studio")
-API_KEY_ENV = "QWENLAB_API_KEY"  # the server's API key travels in the environment, never in argv
 WORKDIR_PREFIX = "qwenlab-serve-"  # temporary folder of a started server (its log and port file)
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a 32k-token conversation is ~150 KB of JSON
 log = logging.getLogger("qwenlab.serve")
