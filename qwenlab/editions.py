@@ -47,8 +47,10 @@ def solution_cells(path: Path) -> list[str]:
     return [text for text in ("\n".join(b).strip("\n") for b in blocks) if text.strip()]
 
 
-def _cell(kind: str, source: str, tags: list[str] | None = None) -> dict[str, Any]:
+def _cell(kind: str, source: str, tags: list[str] | None = None, cell_id: str | None = None) -> dict[str, Any]:
     cell: dict[str, Any] = {"cell_type": kind, "metadata": {"tags": tags} if tags else {}, "source": source}
+    if cell_id:
+        cell["id"] = cell_id
     if kind == "code":
         cell.update(outputs=[], execution_count=None)
     return cell
@@ -69,8 +71,8 @@ def teacher_notebook(nb: dict[str, Any], solutions: list[str]) -> dict[str, Any]
     """The student notebook with ``solutions`` appended (tagged ``solution``) under a 参考答案 heading."""
     out = student_notebook(nb)
     if solutions:
-        out["cells"].append(_cell("markdown", SOLUTIONS_TITLE, [SOLUTION_TAG]))
-        out["cells"] += [_cell("code", text, [SOLUTION_TAG]) for text in solutions]
+        out["cells"].append(_cell("markdown", SOLUTIONS_TITLE, [SOLUTION_TAG], "solutions"))
+        out["cells"] += [_cell("code", text, [SOLUTION_TAG], f"solution-{n}") for n, text in enumerate(solutions, 1)]
     return out
 
 

@@ -128,3 +128,11 @@ def test_solutions_file_cells_split_at_each_mark(tmp_path):
     sol = tmp_path / "09_x.py"
     sol.write_text("# header, not a cell\n# %%\na = 1\n\n# %% 练习 2\nb = 2\n# %%\n\n", encoding="utf-8")
     assert editions.solution_cells(sol) == ["a = 1", "b = 2"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_the_id_nbformat_requires(nb):
+    """Cells added by a script without an id make nbformat warn now and fail in a future version."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    missing = [i for i, c in enumerate(cells) if not c.get("id")]
+    assert not missing, f"{nb.name}: cells {missing} have no id; run `make strip`"
