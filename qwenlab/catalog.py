@@ -155,7 +155,9 @@ CATALOG: dict[str, ModelInfo] = {
             name=OFFLINE_MODEL,
             hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             modelscope_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-            params=494_032_768,
+            # 494,032,768 with the embedding shared by the output layer (Qwen's count); the GGUF stores the
+            # output layer separately, so the converted folder holds 136,134,656 more (its memory is what counts)
+            params=630_167_424,
             disk_bytes=491_400_064,
             thinking=False,
             sampling=_QWEN25_SAMPLING,
@@ -170,7 +172,9 @@ CATALOG: dict[str, ModelInfo] = {
             name=THINKER_MODEL,
             hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             modelscope_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-            params=494_032_768,
+            # 494,032,768 with the embedding shared by the output layer (Qwen's count); the GGUF stores the
+            # output layer separately, so the converted folder holds 136,134,656 more (its memory is what counts)
+            params=630_167_424,
             disk_bytes=491_400_064,
             thinking=True,
             sampling=_QWEN3_SAMPLING,
