@@ -195,12 +195,47 @@ def test_stop_string_is_not_in_the_content_and_finishes_with_stop(live, script, 
     assert text == "One, two" and finish == "stop"
 
 
-def test_thinking_goes_to_reasoning_content(live, script):
+def _thought(message) -> str | None:
+    """What a client that knows either name reads (llama.cpp / LM Studio vs vLLM / Ollama / OpenRouter)."""
+    return getattr(message, "reasoning", None) or getattr(message, "reasoning_content", None)
+
+
+def test_thinking_goes_to_reasoning_content_and_reasoning(live, script):
     script.say("<think>\nThe capital... Paris.\n</think>\n\nParis")
     reply = _client(live).chat.completions.create(
         model="tiny", messages=HI, extra_body={"chat_template_kwargs": {"enable_thinking": True}})
     message = reply.choices[0].message
     assert message.content == "Paris" and message.model_extra["reasoning_content"].strip() == "The capital... Paris."
+    assert message.model_extra["reasoning"] == message.model_extra["reasoning_content"] == _thought(message)
+
+
+def test_streamed_thought_arrives_in_both_fields_and_never_in_content(live, script):
+    script.say("<think>\nThe capital... Paris.\n</think>\n\nParis")
+    chunks = list(_client(live).chat.completions.create(
+        model="tiny", messages=HI, stream=True, extra_body={"reasoning_effort": "medium"}))
+    deltas = [c.choices[0].delta for c in chunks]
+    thought = "".join(_thought(d) or "" for d in deltas)
+    assert thought.strip() == "The capital... Paris."
+    assert all((d.model_extra or {}).get("reasoning") == (d.model_extra or {}).get("reasoning_content") for d in deltas)
+    assert "".join(d.content or "" for d in deltas) == "Paris"
+
+
+@pytest.mark.parametrize("switch", [{"chat_template_kwargs": {"enable_thinking": False}},
+                                    {"reasoning_effort": "none"}], ids=["enable_thinking", "reasoning_effort"])
+def test_thinking_switched_off_per_request_renders_the_empty_thought(live, script, switch):
+    """The server runs with thinking "off"; a request turns it on, then off again with either convention:
+    the prompt the model reads is the template's, with its empty <think></think> block exactly when off."""
+    tokenizer = script.tokenizer
+
+    def rendered(thinking: bool) -> int:
+        text = tokenizer.apply_chat_template(HI, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
+        return len(tokenizer(text)["input_ids"])
+
+    client = _client(live)
+    on = client.chat.completions.create(model="tiny", messages=HI, extra_body={"reasoning_effort": "high"})
+    off = client.chat.completions.create(model="tiny", messages=HI, extra_body=switch)
+    assert on.usage.prompt_tokens == rendered(True) and off.usage.prompt_tokens == rendered(False)
+    assert off.usage.prompt_tokens > on.usage.prompt_tokens  # "<think>\n\n</think>\n\n" written by the template
 
 
 # --------------------------------------------------------------------------------- tool calls

@@ -45,6 +45,9 @@ HI = [{"role": "user", "content": "hi"}]
     ({"messages": HI, "tool_choice": "required"}, "tool_choice='required' is not supported"),
     ({"messages": HI, "tools": [{"name": "f"}]}, "tools must be a list"),
     ({"messages": HI, "chat_template_kwargs": "thinking"}, "chat_template_kwargs"),
+    ({"messages": HI, "reasoning_effort": "off"}, "reasoning_effort must be one of none,"),
+    ({"messages": HI, "reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": True}},
+     "contradict each other"),
     ({"messages": [{"role": "assistant", "content": None, "tool_calls": [
         {"type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}, "not valid JSON"),
     (["not", "an", "object"], "JSON object"),
@@ -65,6 +68,28 @@ def test_any_model_name_and_neutral_values_are_accepted():
     chat = serve.validate_chat_request(body)
     assert chat.model == "qwen/Qwen1.5-0.5B-Chat-GGUF" and chat.max_tokens == 4 and chat.stop == ["END"]
     assert chat.seed == 7 and not chat.stream and not chat.include_usage
+
+
+@pytest.mark.parametrize("extra, thinking", [
+    ({}, None),                                                  # the server's default applies
+    ({"chat_template_kwargs": {"enable_thinking": False}}, False),  # vLLM / SGLang / llama.cpp
+    ({"reasoning_effort": "none"}, False),                       # OpenAI / Ollama / llama.cpp
+    ({"reasoning_effort": "low"}, True),                         # Qwen has no effort levels: any effort thinks
+    ({"reasoning_effort": "high", "chat_template_kwargs": {"enable_thinking": True}}, True),
+])
+def test_thinking_switches_become_the_templates_enable_thinking(extra, thinking):
+    chat = serve.validate_chat_request({"messages": HI, **extra})
+    assert chat.template_kwargs.get("enable_thinking") is thinking
+
+
+def test_a_thought_is_sent_under_both_field_names():
+    from qwenlab.serve.protocol import completion
+
+    message = completion("c", "m", "Paris", "The capital... Paris.", [], "stop", 3, 5)["choices"][0]["message"]
+    assert message["reasoning_content"] == message["reasoning"] == "The capital... Paris."
+    assert message["content"] == "Paris"
+    no_thought = completion("c", "m", "Paris", "", [], "stop", 3, 1)["choices"][0]["message"]
+    assert "reasoning" not in no_thought and "reasoning_content" not in no_thought
 
 
 def test_messages_become_what_a_chat_template_expects():

@@ -50,7 +50,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help=f"port (default {DEFAULT_PORT}; LM Studio's is 1234; 0 = any free)")
     parser.add_argument("--name", help="model id listed in /v1/models (default: catalog name or folder name)")
     parser.add_argument("--reasoning", choices=("auto", "on", "off"), default="auto",
-                        help="Qwen3 thinking default; a request's chat_template_kwargs overrides it")
+                        help="Qwen3 thinking default; a request's chat_template_kwargs.enable_thinking or "
+                             "reasoning_effort (\"none\" = off) overrides it")
     parser.add_argument("--api-key-file", type=Path,
                         help=f"require the key in this file (Authorization: Bearer ...); or set ${API_KEY_ENV}")
     parser.add_argument("--api-key", help=f"the key itself (visible to other users in `ps`: prefer ${API_KEY_ENV} "

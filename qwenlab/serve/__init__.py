@@ -9,7 +9,9 @@ What does the work: qwenlab's own loop around ``model.generate`` (:mod:`~qwenlab
 server controls what a wrapper around ``transformers serve`` could not: a client that goes away stops its
 generation within one token (streaming or not); prompts are checked against the context before any
 compute; every reply has a token cap and a time limit; ``stop`` strings are cut; Qwen's ``<tool_call>``
-blocks become OpenAI ``tool_calls``; unsupported OpenAI fields get a 400 that names them instead of being
+blocks become OpenAI ``tool_calls``; a Qwen3 thought comes back apart from the answer, under both names
+clients read (``reasoning_content`` and ``reasoning``), and either switch turns it off per request
+(``chat_template_kwargs.enable_thinking``, ``reasoning_effort: "none"``); unsupported OpenAI fields get a 400 that names them instead of being
 ignored; streams follow OpenAI's chunk shapes (``finish_reason`` in the last choice chunk, usage in its own
 chunk when ``stream_options.include_usage`` asks, ``data: [DONE]``). One model is served, and a request
 naming any model gets it (LM Studio does the same), so a client set up for LM Studio works unchanged.

@@ -34,6 +34,7 @@ from .protocol import (
     chunk,
     completion,
     decode_json,
+    reasoning_delta,
     sse,
     usage_chunk,
     validate_chat_request,
@@ -140,7 +141,7 @@ async def _cancel_on_disconnect(request: Any, job: Job) -> None:
 
 def _delta(event: Any, index: int) -> dict:
     if event.kind == "reasoning":
-        return {"reasoning_content": event.text}
+        return reasoning_delta(event.text)
     if event.kind == "tool_call":
         return {"tool_calls": [event.call.to_openai(index)]}
     return {"content": event.text}
@@ -220,7 +221,8 @@ def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str
         name: the model id ``/v1/models`` lists and replies carry; requests may name any model.
         limits: prompt / reply / time limits (:class:`~qwenlab.serve.engine.Limits`).
         reasoning: ``"on"`` / ``"off"`` / ``"auto"``: Qwen3's thinking default (``enable_thinking``);
-            a request's ``chat_template_kwargs`` overrides it.
+            a request's ``chat_template_kwargs.enable_thinking`` or ``reasoning_effort`` overrides it. The
+            thought comes back in both ``reasoning_content`` and ``reasoning`` (servers differ; clients read one).
         api_key: when set, every ``/v1`` request must send ``Authorization: Bearer <api_key>``.
     """
     try:

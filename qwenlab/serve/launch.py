@@ -172,6 +172,14 @@ def _child_command(model: str, host: str, port: int, port_file: str, name: str, 
     return command
 
 
+def _child_model(where: Any) -> str:
+    """What the child loads: the folder or GGUF file already found, or the catalog name when the model is more
+    than a folder (``offline-thinker``: the offline model + a LoRA adapter + the Qwen3 tokenizer)."""
+    if where.adapter is not None or where.tokenizer_folder is not None:
+        return str(where.name)
+    return str(where.folder / where.gguf_file) if where.gguf_file else str(where.folder)
+
+
 def _child_env(api_key: str | None) -> dict:
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding qwenlab/
@@ -244,7 +252,7 @@ def start(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, a
     if host in LOOPBACK_HOSTS:
         _bypass_proxy_for_loopback()
     name = name or served_name(model)
-    child_model = str(where.folder / where.gguf_file) if where.gguf_file else str(where.folder)
+    child_model = _child_model(where)
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     log_path, port_file = workdir / "server.log", workdir / "port.json"
     began = time.perf_counter()

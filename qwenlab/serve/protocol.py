@@ -18,12 +18,15 @@ from .replies import ToolCall
 __all__ = [
     "ROLES",
     "SUPPORTED_FIELDS",
+    "REASONING_EFFORTS",
+    "REASONING_FIELDS",
     "RequestError",
     "ChatRequest",
     "validate_chat_request",
     "decode_json",
     "completion_id",
     "completion",
+    "reasoning_delta",
     "chunk",
     "usage",
     "usage_chunk",
@@ -38,6 +41,7 @@ SSE_DONE = "data: [DONE]\n\n"
 SUPPORTED_FIELDS = (
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
     "top_p", "seed", "stop", "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs",
+    "reasoning_effort",
     # accepted only with their neutral value (anything else is refused, see _NEUTRAL)
     "n", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "response_format", "store",
     # bookkeeping that does not change the answer
@@ -53,6 +57,12 @@ _NEUTRAL = {  # field: (allowed values, why another value is refused)
     "store": ((False,), "this server stores nothing"),
 }
 _MAX_STOP = 16
+# OpenAI's reasoning_effort values. Qwen's thinking is on or off (no effort levels): "none" turns it off
+# (as in llama.cpp and Ollama), every other value turns it on.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+# The thought goes out under both names: llama.cpp, LM Studio and DeepSeek's API use the first; vLLM (which
+# renamed it in 0.11 and later dropped the old name), Ollama's /v1 and OpenRouter use the second.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 class RequestError(ValueError):
@@ -82,7 +92,8 @@ class ChatRequest:
         stop: stop strings (the reply ends before the first one).
         tools: function definitions for the template (None: no tools offered).
         parallel_tool_calls: keep every call the model writes (False: only the first).
-        template_kwargs: extra chat-template variables (``enable_thinking``).
+        template_kwargs: extra chat-template variables (``enable_thinking``, from ``chat_template_kwargs``
+            or ``reasoning_effort``).
     """
 
     messages: list[dict]
@@ -234,6 +245,26 @@ def _check_tools(body: dict) -> list[dict] | None:
     return tools if tools and choice != "none" else None
 
 
+def _template_kwargs(body: dict) -> dict:
+    """``chat_template_kwargs`` (vLLM / SGLang / llama.cpp) plus what ``reasoning_effort`` (OpenAI, Ollama)
+    means for Qwen: ``"none"`` is ``enable_thinking=False``, any other effort ``enable_thinking=True``."""
+    kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise _bad(f"chat_template_kwargs must be an object such as {{\"enable_thinking\": false}}, got {kwargs!r}.",
+                   "chat_template_kwargs")
+    effort = body.get("reasoning_effort")
+    if effort is None:
+        return dict(kwargs)
+    if effort not in REASONING_EFFORTS:
+        raise _bad(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}; "
+                   "\"none\" turns thinking off, any other value turns it on.", "reasoning_effort")
+    thinking = effort != "none"
+    if "enable_thinking" in kwargs and bool(kwargs["enable_thinking"]) != thinking:
+        raise _bad(f"reasoning_effort={effort!r} and chat_template_kwargs.enable_thinking="
+                   f"{kwargs['enable_thinking']!r} contradict each other; send only one of them.", "reasoning_effort")
+    return {**kwargs, "enable_thinking": thinking}
+
+
 def _check_streaming(body: dict) -> tuple[bool, bool]:
     stream = body.get("stream", False)
     if stream is None:
@@ -277,10 +308,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
         raise _bad(f"model must be a string, got {model!r}.", "model")
     messages = _check_messages(body.get("messages"))
     limits = [_whole(body, k, 1) for k in ("max_completion_tokens", "max_tokens")]
-    kwargs = body.get("chat_template_kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise _bad(f"chat_template_kwargs must be an object such as {{\"enable_thinking\": false}}, got {kwargs!r}.",
-                   "chat_template_kwargs")
+    kwargs = _template_kwargs(body)
     stream, include_usage = _check_streaming(body)
     seed = _whole(body, "seed", -(2**63))
     return ChatRequest(
@@ -288,7 +316,7 @@ def validate_chat_request(body: Any) -> ChatRequest:
         max_tokens=next((n for n in limits if n is not None), None),
         temperature=_number(body, "temperature", 0.0, 2.0), top_p=_number(body, "top_p", 0.0, 1.0),
         seed=None if seed is None else seed % 2**32, stop=_check_stop(body.get("stop")), tools=_check_tools(body),
-        parallel_tool_calls=body.get("parallel_tool_calls", True), template_kwargs=dict(kwargs),
+        parallel_tool_calls=body.get("parallel_tool_calls", True), template_kwargs=kwargs,
     )
 
 
@@ -317,15 +345,24 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 def completion(cid: str, model: str, content: str, reasoning: str, calls: list[ToolCall], finish_reason: str,
                prompt_tokens: int, completion_tokens: int) -> dict:
-    """A non-streaming ``chat.completion`` body."""
+    """A non-streaming ``chat.completion`` body; a thought goes in both :data:`REASONING_FIELDS`."""
     message: dict = {"role": "assistant", "content": content if content or not calls else None}
     if reasoning:
-        message["reasoning_content"] = reasoning
+        message.update(reasoning_delta(reasoning))
     if calls:
         message["tool_calls"] = [c.to_openai() for c in calls]
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": usage(prompt_tokens, completion_tokens)}
+
+
+def reasoning_delta(text: str) -> dict:
+    """A piece of the thought under both names a client may read: ``{"reasoning_content": …, "reasoning": …}``.
+
+    >>> reasoning_delta("9.9 > 9.11")
+    {'reasoning_content': '9.9 > 9.11', 'reasoning': '9.9 > 9.11'}
+    """
+    return dict.fromkeys(REASONING_FIELDS, text)
 
 
 def chunk(cid: str, model: str, delta: dict | None = None, finish_reason: str | None = None,

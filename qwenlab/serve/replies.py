@@ -1,5 +1,5 @@
 """From the model's text to what an OpenAI client expects: ``stop`` strings cut, Qwen3's ``<think>`` part
-as ``reasoning_content``, Qwen's ``<tool_call>{...}</tool_call>`` blocks as ``tool_calls``.
+as reasoning (sent as ``reasoning_content`` and ``reasoning``), Qwen's ``<tool_call>{...}</tool_call>`` blocks as ``tool_calls``.
 
 :class:`ReplyParser` takes the reply piece by piece (as it is generated) and returns
 :class:`ReplyEvent` s in the order a stream sends them; text that could still turn into a stop string or
