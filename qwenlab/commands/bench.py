@@ -1,35 +1,42 @@
-"""``qwenlab bench [MODEL] [--json] [--quick] [--threads N]`` and ``qwenlab bench quant [MODEL] ...``.
+"""``qwenlab bench [MODEL] [--json] [--quick] [--threads N]``, ``qwenlab bench quant [MODEL] ...`` and
+``qwenlab bench tools [MODEL] ...``.
 
-The work is :func:`qwenlab.bench.run_bench` (the performance table, notebook 09) and
+The work is :func:`qwenlab.bench.run_bench` (the performance table, notebook 09),
 :func:`qwenlab.quant.benchmark_fast_recipe` / :func:`qwenlab.quant.compare` (the quantized variants,
-notebook 07); this module only parses arguments and prints.
+notebook 07) and :func:`qwenlab.agents.measure_tool_calls` (the tool-call success rate, notebook 08);
+this module only parses arguments and prints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from dataclasses import asdict
 
 import torch
 
+from ..agents import ToolTrial, measure_agent_tool_calls, measure_tool_calls
 from ..bench import run_bench
 from ..course import course_model
 from ..models import load_model
 from ..quant import benchmark_fast_recipe, compare, full_variants
 from . import make_parser
 
-__all__ = ["main", "quant_main"]
+__all__ = ["main", "quant_main", "tools_main"]
 
 
 def main(argv: list[str], prog: str = "qwenlab bench") -> int:
-    """Measure this machine and one model; print the table (or JSON). ``quant`` goes to :func:`quant_main`."""
+    """Measure this machine and one model; print the table (or JSON). ``quant`` goes to :func:`quant_main`,
+    ``tools`` to :func:`tools_main`."""
     if argv and argv[0] == "quant":
         return quant_main(argv[1:], prog=f"{prog} quant")
+    if argv and argv[0] == "tools":
+        return tools_main(argv[1:], prog=f"{prog} tools")
     parser = make_parser(prog, "Measure memory bandwidth, matmul FLOP/s, prefill/decode tokens/s, KV cache, "
                                "context, batch and quantized paths of one model on this machine, with the "
                                "roofline (bandwidth / bytes per token). `qwenlab bench quant` compares "
-                               "quantized variants.")
+                               "quantized variants; `qwenlab bench tools` measures tool calls.")
     parser.add_argument("model", nargs="?", default=None,
                         help="catalog name, folder or .gguf (default: the course model)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -84,4 +91,48 @@ def quant_main(argv: list[str], prog: str = "qwenlab bench quant") -> int:
     result = benchmark_fast_recipe(model, tokenizer, name=args.model, new_tokens=args.tokens, rounds=args.rounds,
                                    progress=say)
     print(json.dumps(asdict(result), ensure_ascii=False, indent=1) if args.json else result)
+    return 0
+
+
+def tools_main(argv: list[str], prog: str = "qwenlab bench tools") -> int:
+    """``qwenlab bench tools [MODEL] [--trials N] [--seed S] [--route openai|autogen|both] [--rescue] [--markdown|--json]``."""
+    parser = make_parser(prog, "Tool-call success rate: start a local server for MODEL, offer it a calculator and a "
+                               "unit converter through OpenAI tools=, and grade N seeded prompts (Chinese and "
+                               "English) with the openai client and/or an AutoGen AssistantAgent.")
+    parser.add_argument("model", nargs="?", default=None, help="catalog name, folder or .gguf (default: the course model)")
+    parser.add_argument("--trials", type=int, default=20, help="prompts per route (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the prompts and the sampling seeds (default 0)")
+    parser.add_argument("--route", choices=("openai", "autogen", "both"), default="both")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--top-p", type=float, default=0.8)
+    parser.add_argument("--max-tokens", type=int, default=128, help="cap per reply (default 128)")
+    parser.add_argument("--rescue", action="store_true",
+                        help="openai route: also run calls the model wrote as text (the rate is unchanged)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--markdown", action="store_true", help="print the summary and every trial as Markdown")
+    out.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    if args.trials < 1 or args.max_tokens < 8:
+        parser.error("--trials must be >= 1 and --max-tokens >= 8")
+    name = args.model or course_model()
+
+    def say(trial: ToolTrial) -> None:
+        print(f"[tools] {trial.task.lang} {trial.outcome:24} {trial.seconds:5.1f} s  {trial.task.prompt}",
+              file=sys.stderr, flush=True)
+
+    from ..serve import start  # the serve extra (fastapi, openai, autogen) is only needed here
+
+    sampling = {"n": args.trials, "seed": args.seed, "temperature": args.temperature, "top_p": args.top_p,
+                "max_tokens": args.max_tokens, "progress": say}
+    print(f"[tools] starting a server for {name} ...", file=sys.stderr, flush=True)
+    reports = []
+    with start(name, reasoning="off") as server:
+        if args.route in ("openai", "both"):
+            reports.append(measure_tool_calls(server, rescue=args.rescue, **sampling))
+        if args.route in ("autogen", "both"):
+            reports.append(asyncio.run(measure_agent_tool_calls(server, **sampling)))
+    if args.json:
+        print("[" + ",\n".join(r.to_json() for r in reports) + "]")
+    else:
+        print("\n\n".join(r.to_markdown() if args.markdown else str(r) for r in reports))
     return 0
