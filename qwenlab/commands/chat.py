@@ -4,7 +4,9 @@ The conversation itself is :class:`qwenlab.chat.Conversation`; this module is th
 (reading lines, printing the thought dimmed, the /commands). Nothing typed is lost: an error in a
 command or a reply prints one line and the prompt comes back with the history as it was, and after
 every turn the conversation is saved (atomically) to ``$QWENLAB_HOME/chats/<time>.json`` — the path is
-printed at the start and at the end (continue with ``--load``). Taught in ``05_chat.ipynb``.
+printed at the start and at the end (continue with ``--load``). ``--engine llama.cpp`` chats with a GGUF file
+run by llama.cpp (:mod:`qwenlab.engines`): the same terminal, the same history rule (answers only) and saved
+files; ``/params`` is not available there. Taught in ``05_chat.ipynb``.
 """
 
 from __future__ import annotations
@@ -13,23 +15,29 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..chat import ChatReply, ChatStream, Conversation, read_saved
+from ..chat import FORMAT, ChatReply, ChatStream, Conversation, read_saved
 from ..course import course_model
+from ..engines import ENGINES, EngineError, EngineNotInstalledError, EngineReply, LlamaCppModel, LlamaCppStream
+from ..engines.llamacpp import DEFAULT_CONTEXT
+from ..files import write_text_atomic
 from ..generation import effective_params
 from ..hub import DownloadError
 from ..modelfacts import model_name
 from ..models import GpuRequiredError, load_model
 from ..offline import OfflineModelError
 from ..paths import qwenlab_home
+from ..thinking import StreamEvent, ThinkingStream, history_content
 from . import fail, make_parser
 
 __all__ = ["main", "PROMPT", "HELP", "autosave_path"]
 
 # what loading a model can fail with, each message saying what to do
-LOAD_ERRORS = (ValueError, OSError, GpuRequiredError, OfflineModelError, DownloadError)
+LOAD_ERRORS = (ValueError, OSError, GpuRequiredError, OfflineModelError, DownloadError, EngineNotInstalledError,
+               EngineError)
 
 PROMPT = "你> "
 HELP = """命令 (commands):
@@ -68,7 +76,7 @@ class _Autosave:
         self.path: Path | None = autosave_path() if enabled else None
         self.written: list[Path] = []
 
-    def save(self, conv: Conversation, out: TextIO) -> None:
+    def save(self, conv: Conversation | _EngineChat, out: TextIO) -> None:
         if self.path is None or not conv.history:
             return
         try:
@@ -94,6 +102,65 @@ class _Autosave:
         if not self.written:
             return [] if self.path is None else ["[没有对话, 未保存 (nothing said, nothing autosaved)]"]
         return [f"[对话已保存 (saved): {p} — 继续 (continue): qwenlab chat --load {p}]" for p in self.written]
+
+
+class _EngineChat:
+    """A conversation on the llama.cpp engine: the system prompt, the mode, and the history (answers only, the
+    thought left out, as :class:`~qwenlab.chat.Conversation` keeps it); saved in the same format."""
+
+    def __init__(self, model: LlamaCppModel, system: str | None = None, thinking: bool | None = None,
+                 max_new_tokens: int = 512):
+        self.model = model
+        self.system = system
+        self.thinking = thinking
+        self.max_new_tokens = max_new_tokens
+        self.history: list[dict] = []
+
+    @classmethod
+    def from_dict(cls, data: dict, model: LlamaCppModel) -> _EngineChat:
+        params = data.get("params") or {}
+        conv = cls(model, data.get("system"), data.get("thinking"), int(params.get("max_new_tokens", 512)))
+        conv.history = [{"role": m["role"], "content": m["content"]} for m in data.get("messages", [])]
+        return conv
+
+    @property
+    def messages(self) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
+
+    def reset(self) -> None:
+        self.history = []
+
+    def next_thinking_mode(self) -> bool:
+        return bool(self.thinking)
+
+    def reply(self, message: str, seed: int | None) -> LlamaCppStream:
+        """Add the message and start the reply (the message is taken back out when the request fails)."""
+        self.history.append({"role": "user", "content": message})
+        params: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
+        if self.thinking is not None:
+            params["enable_thinking"] = self.thinking
+        if seed is not None:
+            params["seed"] = seed
+        try:
+            return self.model.chat_stream(self.messages, **params)
+        except BaseException:
+            self.history.pop()
+            raise
+
+    def commit(self, reply: EngineReply) -> None:
+        self.history.append({"role": "assistant", "content": history_content(reply.split)})
+
+    def take_back(self) -> None:
+        if self.history and self.history[-1]["role"] == "user":
+            self.history.pop()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        data = {"format": FORMAT, "version": 1, "model": self.model.name, "system": self.system,
+                "thinking": self.thinking, "max_context_tokens": self.model.context,
+                "params": {"max_new_tokens": self.max_new_tokens}, "messages": [dict(m) for m in self.history]}
+        write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
+        return path
 
 
 def _one_line(err: BaseException) -> str:
@@ -135,7 +202,7 @@ def _set_params(conv: Conversation, arg: str, out: TextIO) -> None:
     print(f"[参数 (params, {settings.source}): {effective_params(conv.model, **settings.params)}]", file=out)
 
 
-def _command(conv: Conversation, line: str, out: TextIO, autosave: _Autosave) -> bool | None:
+def _command(conv: Conversation | _EngineChat, line: str, out: TextIO, autosave: _Autosave) -> bool | None:
     """Run a /command. Returns False to quit, True when handled, None when ``line`` is a message."""
     name, _, arg = line.partition(" ")
     arg = arg.strip()
@@ -155,7 +222,11 @@ def _command(conv: Conversation, line: str, out: TextIO, autosave: _Autosave) ->
             conv.system = arg
         print(f"[系统提示 (system prompt): {conv.system!r}]", file=out)
     elif name == "/params":
-        _set_params(conv, arg, out)
+        if isinstance(conv, _EngineChat):
+            print("[/params: not with --engine llama.cpp; start again with the options you want (--max-new-tokens, "
+                  "--seed, --max-context, --threads)]", file=out)
+        else:
+            _set_params(conv, arg, out)
     elif name == "/save":
         target = arg or f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json"
         try:
@@ -176,8 +247,12 @@ def _command(conv: Conversation, line: str, out: TextIO, autosave: _Autosave) ->
 
 def _stream_events(chat_stream: ChatStream, out: TextIO, style: _Style) -> None:
     """Write the thought (dimmed) and the answer as they arrive."""
+    _show_events(chat_stream.events(), out, style)
+
+
+def _show_events(events: Iterable[StreamEvent], out: TextIO, style: _Style) -> None:
     in_thought = False
-    for event in chat_stream.events():
+    for event in events:
         if event.channel == "thinking":
             if not in_thought:
                 out.write(f"{style.dim}[思考 (thinking)] ")
@@ -217,6 +292,47 @@ def _print_reply(chat_stream: ChatStream, out: TextIO, style: _Style) -> ChatRep
     return reply
 
 
+def _engine_events(stream: LlamaCppStream) -> Iterator[StreamEvent]:
+    """The llama.cpp engine's text pieces as thought / answer events (the same parser as the PyTorch path)."""
+    thinking = ThinkingStream()
+    for piece in stream:
+        yield from thinking.feed_text(piece)
+    yield from thinking.close()
+
+
+def _print_engine_reply(stream: LlamaCppStream, out: TextIO, style: _Style) -> EngineReply:
+    """Stream one llama.cpp reply to the terminal; Ctrl-C stops it (the conversation is kept)."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stream.stop())
+    try:
+        _show_events(_engine_events(stream), out, style)
+        reply = stream.finish()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    stats = f"{reply.completion_tokens} tokens, {reply.tokens_per_second:.1f} tok/s (llama.cpp)"
+    stopped = "已停止 (stopped); " if reply.finish_reason == "stopped" else ""
+    out.write(f"\n{style.dim}[{stopped}{stats}]{style.reset}\n")
+    hint = reply.split.hint or ("the reply was cut at --max-new-tokens; raise it for longer replies"
+                                if reply.finish_reason == "length" else None)
+    if hint:
+        out.write(f"{style.dim}[{hint}]{style.reset}\n")
+    out.flush()
+    return reply
+
+
+def _engine_turn(conv: _EngineChat, line: str, seed: int | None, out: TextIO, style: _Style) -> bool:
+    """Reply to one message on the llama.cpp engine; False when it failed (one line printed, history as before)."""
+    try:
+        stream = conv.reply(line, seed)
+        reply = _print_engine_reply(stream, out, style)
+    except Exception as err:  # the prompt does not fit the context, llama.cpp refused it
+        out.write(f"{style.reset}\n")
+        conv.take_back()
+        _error_line(err, out, "in the reply")
+        return False
+    conv.commit(reply)
+    return True
+
+
 def _parser(prog: str) -> Any:
     parser = make_parser(prog, "Chat with a model in the terminal (streaming). Type /help for commands.")
     parser.add_argument("model", nargs="?", help="catalog name or local folder (default: the course model)")
@@ -233,6 +349,10 @@ def _parser(prog: str) -> Any:
                         help="do not save the conversation to $QWENLAB_HOME/chats after every turn")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--engine", choices=ENGINES, default="pytorch",
+                        help="pytorch (default) or llama.cpp: a GGUF file run by llama.cpp (pip install xllamacpp), "
+                             "e.g. qwenlab chat offline --engine llama.cpp")
+    parser.add_argument("--threads", type=int, help="llama.cpp: CPU threads (default: the physical cores)")
     return parser
 
 
@@ -258,7 +378,7 @@ def _turn(conv: Conversation, line: str, seed: int | None, out: TextIO, style: _
     return True
 
 
-def _loop(conv: Conversation, seed: int | None, out: TextIO, autosave: _Autosave) -> int:
+def _loop(conv: Conversation | _EngineChat, seed: int | None, out: TextIO, autosave: _Autosave) -> int:
     """Read lines until /exit or Ctrl-D: a /command, or a message to reply to. Saves after every line."""
     style = _Style(out.isatty())
     turn = 0
@@ -284,7 +404,12 @@ def _loop(conv: Conversation, seed: int | None, out: TextIO, autosave: _Autosave
             if handled:
                 autosave.save(conv, out)
                 continue
-        if _turn(conv, line, None if seed is None else seed + turn, out, style):
+        turn_seed = None if seed is None else seed + turn
+        if isinstance(conv, _EngineChat):
+            replied = _engine_turn(conv, line, turn_seed, out, style)
+        else:
+            replied = _turn(conv, line, turn_seed, out, style)
+        if replied:
             turn += 1
         autosave.save(conv, out)
 
@@ -303,6 +428,8 @@ def main(argv: list[str], prog: str = "qwenlab chat") -> int:
     except ValueError as err:  # --load: missing, not JSON, not a conversation — said before any loading
         return fail(prog, _one_line(err), code=2)
     print(f"loading {name} ...", file=sys.stderr)
+    if args.engine == "llama.cpp":
+        return _engine_main(args, saved, name, prog)
     try:
         model, tokenizer = load_model(name, device=args.device, dtype=args.dtype)
     except LOAD_ERRORS as err:  # unknown name, missing folder, not downloaded, needs a GPU, offline model broken
@@ -312,13 +439,33 @@ def main(argv: list[str], prog: str = "qwenlab chat") -> int:
     else:
         conv = Conversation(model, tokenizer, system=args.system, max_context_tokens=args.max_context,
                             thinking=args.thinking, max_new_tokens=args.max_new_tokens)
+    return _session(conv, model_name(model), args.seed, args.autosave)
+
+
+def _engine_main(args: Any, saved: dict | None, name: str, prog: str) -> int:
+    """``--engine llama.cpp``: load the GGUF with llama.cpp and chat in the same terminal."""
+    try:
+        llm = load_model(name, device=args.device, dtype=args.dtype, engine="llama.cpp",
+                         context=args.max_context or DEFAULT_CONTEXT, threads=args.threads)
+    except LOAD_ERRORS as err:  # not a GGUF, xllamacpp missing, offline parts missing, llama.cpp cannot load it
+        return fail(prog, _one_line(err), code=2)
+    if saved is not None:
+        conv = _EngineChat.from_dict(saved, llm)
+    else:
+        conv = _EngineChat(llm, system=args.system, thinking=args.thinking, max_new_tokens=args.max_new_tokens)
+    with llm:
+        return _session(conv, f"{llm.name} on llama.cpp, {llm.threads} threads", args.seed, args.autosave)
+
+
+def _session(conv: Conversation | _EngineChat, title: str, seed: int | None, autosave_on: bool) -> int:
+    """The banner, the loop, and the last save."""
     out = sys.stdout
-    autosave = _Autosave(args.autosave)
+    autosave = _Autosave(autosave_on)
     mode = "on" if conv.next_thinking_mode() else "off"
-    print(f"qwenlab chat — {model_name(model)} (thinking {mode}). "
+    print(f"qwenlab chat — {title} (thinking {mode}). "
           f"/help 查看命令 (commands), /exit 退出 (quit). {autosave.start_line()}", file=out)
     try:
-        return _loop(conv, args.seed, out, autosave)
+        return _loop(conv, seed, out, autosave)
     finally:
         autosave.save(conv, out)
         for line in autosave.end_lines():
