@@ -141,14 +141,16 @@ def test_install_runs_again_only_when_pyproject_toml_changed(project):
 
 
 def test_each_command_does_what_it_needs_first(project):
-    """`test` = model + lint + the suite (strict exercise checks); `lab` = model + JupyterLab; no reinstall."""
+    """`test` = model + lint + the teacher edition's notebooks + the suite on them (strict exercise checks);
+    `lab` = model + JupyterLab; no reinstall."""
     _fake_venv(project, LINUX)
     sc.write_stamp(project)
     test = sc.plan("test", project, LINUX, _never)
     assert [s.what for s in test] == ["make the course model ready", "ruff", "import contracts", "mypy",
-                                      "the whole suite"]
+                                      "the teacher edition's notebooks", "the whole suite"]
+    assert test[-2].argv[1:] == ["-m", "qwenlab.cli", "edition", "teacher", "--notebooks-only", sc.TEACHER_NOTEBOOKS]
     assert test[-1].env == {"QWENLAB_STRICT_CHECKS": "1"}
-    assert test[-1].argv[1:] == ["-m", "pytest", "tests", "notebooks", "qwenlab", "--doctest-modules",
+    assert test[-1].argv[1:] == ["-m", "pytest", "tests", sc.TEACHER_NOTEBOOKS, "qwenlab", "--doctest-modules",
                                  "--nbval-lax", "--nbval-current-env"]
     assert test[0].env == {"PIP_INDEX_URL": MIRROR}  # the offline model's packages come from the mirror too
     lab = sc.plan("lab", project, LINUX, _never)
