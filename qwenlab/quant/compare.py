@@ -7,7 +7,6 @@ Taught in ``07_quantization.ipynb`` (section 6); ``qwenlab bench`` times :func:`
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ from ..evaluation import Probe, is_correct, perplexity, probe_answers, probes, s
 from ..generation import build_inputs
 from ..measure import PeakRss, load_average, machine_info, time_generate
 from ..modelfacts import facts_of
+from ..models import release_memory
 from .footprint import model_footprint
 from .methods import gguf_file, load_quantized, quantize
 
@@ -267,7 +267,7 @@ def _measure_variant(name: str, variant: Any, tokenizer: PreTrainedTokenizerBase
                            load_seconds=load_seconds, peak_rss_bytes=(rss.peak - rss.start) if built else None)
     if built:
         del model
-        gc.collect()
+        release_memory()  # gc + hand the freed heap back, so the next variant starts from the same base
     return result
 
 

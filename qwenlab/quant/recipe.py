@@ -66,7 +66,7 @@ class Int8Linear(torch.nn.Module):
         w = linear.weight.detach().float()
         if column_scale is not None:  # SmoothQuant: the norm before this layer was divided by it
             w = w * column_scale.float()[None, :]
-        scale = (w.abs().amax(dim=1) / WEIGHT_QMAX).clamp(min=1e-12).double()
+        scale = (torch.maximum(w.amax(dim=1), w.amin(dim=1).neg()) / WEIGHT_QMAX).clamp(min=1e-12).double()
         zeros = torch.zeros(w.shape[0], dtype=torch.long)
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao (still here)
@@ -75,7 +75,8 @@ class Int8Linear(torch.nn.Module):
             self._packed_params = torch.ops.quantized.linear_prepack(qweight, bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._bias = bias
-        self._row_sums = qweight.dequantize().sum(dim=1)  # W @ ones, for the prefill path
+        # W @ ones, for the prefill path; a slice of rows at a time (lm_head de-quantized whole is 0.5 GB)
+        self._row_sums = torch.cat([qweight[i:i + 4096].dequantize().sum(dim=1) for i in range(0, w.shape[0], 4096)])
 
     def weight(self) -> Any:
         """The qint8 weight (per-channel scales inside)."""

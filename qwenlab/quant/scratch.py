@@ -91,6 +91,11 @@ def _check_scheme(bits: int, scheme: str, group_size: int | None) -> tuple[str, 
     return scheme, None
 
 
+#: Rows quantized together: a 151,936-row embedding table is done in slices, so quantizing it needs a few
+#: MiB of temporaries instead of three fp32 copies of the table (notebook 07 must fit an 8 GB laptop).
+_ROWS_AT_ONCE = 4096
+
+
 def quantize_tensor(w: Any, bits: int = 8, scheme: str = "per-channel", group_size: int | None = None) -> QuantizedTensor:
     """Symmetric absmax quantization: ``scale = max|w| / qmax``, ``q = round(w / scale)``.
 
@@ -113,9 +118,14 @@ def quantize_tensor(w: Any, bits: int = 8, scheme: str = "per-channel", group_si
     qmax = 2 ** (bits - 1) - 1
     view = w.detach().float()
     view = _scheme_view(view, scheme, group_size)
-    scale = (view.abs().amax(dim=-1, keepdim=True) / qmax).clamp(min=torch.finfo(torch.float32).tiny)
-    values = torch.round(view / scale).clamp(-qmax, qmax).to(torch.int8)
+    amax = torch.maximum(view.amax(dim=-1, keepdim=True), view.amin(dim=-1, keepdim=True).neg())  # = |w| max
+    scale = (amax / qmax).clamp(min=torch.finfo(torch.float32).tiny)
+    values = torch.empty(view.shape, dtype=torch.int8, device=view.device)
+    for start in range(0, view.shape[0], _ROWS_AT_ONCE):  # a few MiB of float temporaries, not 3 x the tensor
+        rows = slice(start, start + _ROWS_AT_ONCE)
+        values[rows] = torch.round(view[rows] / scale[rows]).clamp(-qmax, qmax).to(torch.int8)
     return QuantizedTensor(values.reshape(w.shape), scale, bits, scheme, tuple(w.shape), group_size)
+
 
 
 def dequantize(qt: QuantizedTensor) -> Any:
