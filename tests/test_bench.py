@@ -146,8 +146,8 @@ def test_rows_describe_what_was_measured(report):
 
 def test_llama_cpp_row_says_what_is_missing(report):
     row = report.row("llama_cpp")
-    if importlib.util.find_spec("llama_cpp") is None:
-        assert row.status == "not installed" and "pip install llama-cpp-python" in row.note
+    if importlib.util.find_spec("xllamacpp") is None:
+        assert row.status == "not installed" and "pip install xllamacpp" in row.note
     else:  # installed, but the tiny model has no GGUF file to run
         assert row.status == "not available" and row.note == "no GGUF file for this model"
     assert row.tokens_per_second is None and "llama.cpp vs best: not measured" in str(report)
@@ -284,3 +284,47 @@ def test_offline_model_reads_its_matrices_but_not_its_untied_embedding(offline):
     assert t.weight_bytes == total - emb.numel() * 4 + emb.shape[1] * 4
     assert 1.9e9 < t.weight_bytes < 2.1e9  # ~494 M weights read per token, fp32
     assert t.kv_bytes_per_token == 2 * 24 * 2 * 64 * 4  # 24 layers, 2 KV heads of 64, fp32
+
+
+@pytest.mark.real_model
+def test_llama_cpp_row_measures_uncached_prefill_and_fixed_length_decode_in_its_own_process(offline):
+    """The row the issue found wrong (prefill 1,340 tok/s from the prompt cache): now a fresh prompt each run,
+    the cache off and 0 cached tokens checked, exactly N new tokens, the roofline from the GGUF's bytes."""
+    from pathlib import Path
+
+    from qwenlab.bench import run
+    from qwenlab.generation import build_inputs
+
+    model, tokenizer = offline
+    plan = bench.BenchPlan(new_tokens=6, quant_repeats=2, name="test")
+    bandwidth = bench.memory_bandwidth(16, 2)
+    ctx = run._Ctx(model, tokenizer, build_inputs(tokenizer, run.PROMPT), bandwidth, plan, lambda line: None)
+    row = run._llama_cpp_row(ctx, None)
+    assert row.ok, row.note
+    assert row.new_tokens == 6 and row.repeats == 2 and row.prompt_tokens > 10
+    assert row.tokens_per_second > 0 and row.prefill_tokens_per_second > 0
+    assert "0 cached tokens" in row.note and "own process" in row.note
+    gguf = run._find_gguf(model)
+    assert row.bytes_per_token < Path(gguf).stat().st_size  # the untied input embedding is not read whole
+    assert row.roofline_percent == pytest.approx(100 * row.tokens_per_second / row.roofline_tokens_per_second)
+
+
+def test_classroom_load_measures_every_student_of_each_round(tiny_dir, capsys):
+    from qwenlab import serve
+
+    with serve.start(tiny_dir, reasoning="off") as server:
+        report = bench.classroom_load(server, (1, 3), max_tokens=6)
+    assert [r.students for r in report.rows] == [1, 3] and [len(r.runs) for r in report.rows] == [1, 3]
+    for row in report.rows:
+        assert row.errors == 0 and row.aggregate_tokens_per_second > 0
+        assert all(0 < run.tokens <= 6 and run.first_token_seconds is not None for run in row.runs)
+        assert row.first_token(0.5) <= row.first_token(0.95)
+    assert "TTFT p95 s" in str(report) and report.to_dict()["students_served"] == report.students_served
+
+
+def test_cli_bench_serve_rejects_a_bad_class_size(capsys):
+    from qwenlab.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "serve", "--students", "1,x"])
+    assert err.value.code == 2 and "class sizes" in capsys.readouterr().err

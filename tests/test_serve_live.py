@@ -396,7 +396,7 @@ def test_request_whose_client_left_while_waiting_never_starts(live, script):
     _until(lambda: all(j.cancel.is_set() for j in engine.pending if j is not engine.current),
            "the server noticed the waiting client left")
     script.resume()
-    _until(lambda: engine.status() == {"generating": False, "waiting": 0}, "the line is empty")
+    _until(lambda: engine.status() == {"generating": False, "waiting": 0, "running": 0, "slots": 1}, "the line is empty")
     first.close()
     assert script.prefills == prefills  # the abandoned request never reached the model
 

@@ -81,7 +81,8 @@ def test_abandoned_requests_do_not_wedge_the_server(tiny_server):
     assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens <= 8
     assert answered < ANSWER_WITHIN, f"a normal request waited {answered:.1f} s behind abandoned ones"
     health = httpx.get(tiny_server.base_url.removesuffix("/v1") + "/health", timeout=60).json()
-    assert health == {"status": "ok", "model": tiny_server.model, "generating": False, "waiting": 0}
+    assert health == {"status": "ok", "model": tiny_server.model, "generating": False, "waiting": 0, "running": 0,
+                      "slots": 1}
 
 
 def test_eight_clients_five_requests_each_all_answered(tiny_server):
@@ -185,7 +186,7 @@ def test_stop_during_a_long_generation_ends_it_instead_of_waiting(tiny_dir):
         health = f"{srv.base_url.removesuffix('/v1')}/health"
         deadline = time.monotonic() + SLOW
         while httpx.get(health, timeout=60).json() != {"status": "ok", "model": srv.model, "generating": True,
-                                                       "waiting": 2}:
+                                                       "waiting": 2, "running": 1, "slots": 1}:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         srv.stop()

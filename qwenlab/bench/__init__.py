@@ -19,6 +19,7 @@ Taught in ``09_performance.ipynb``; ``qwenlab bench [MODEL] [--json]`` prints th
 
 from __future__ import annotations
 
+from .classroom import ClassroomReport, classroom_load
 from .limits import (
     GB,
     Bandwidth,
@@ -54,4 +55,6 @@ __all__ = [
     "plot_cache",
     "plot_context",
     "plot_batch",
+    "classroom_load",
+    "ClassroomReport",
 ]

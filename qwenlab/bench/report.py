@@ -197,7 +197,7 @@ class BenchReport(TableView):
             lines.append(f"best PyTorch CPU path (answers kept): {f['best_path']} = "
                          f"{f['best_vs_raw_fp32']:.2f} x raw fp32, {f['best_vs_roofline_percent']:.0f}% of its roofline")
         lines.append("llama.cpp vs best: " + (f"{f['llama_cpp_vs_best']:.2f}" if f.get("llama_cpp_vs_best")
-                                              else "not measured (llama-cpp-python not installed)"))
+                                              else "not measured (xllamacpp not installed)"))
         over = [r.key for r in self.rows if (r.roofline_percent or 0) > 100]
         if over:
             lines.append(f"note: {', '.join(over)} above 100% of the roofline: the machine was busier while "

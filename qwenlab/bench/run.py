@@ -325,13 +325,56 @@ def _find_gguf(model: CausalLM) -> Path | None:
     return hits[0] if hits else None
 
 
+# The llama.cpp row runs in a child process: torch's thread pool (started by the PyTorch rows) competes with
+# llama.cpp's threads in the same process and slows it by about a third. The child imports qwenlab.engines only.
+_LLAMA_CPP_TIMER = r"""
+import json, statistics, sys, time
+from qwenlab.engines import LlamaCppModel
+a = json.loads(sys.argv[1])
+llm = LlamaCppModel(a["gguf"], name=a["name"], context=a["context"], threads=a["threads"])
+def once(i, n):
+    # a fresh prompt each time and cache_prompt off: the prefill is computed, never taken from llama.cpp's cache
+    body = llm.request([{"role": "user", "content": f"({i}) " + a["prompt"]}], do_sample=False, max_new_tokens=n)
+    body.update(cache_prompt=False, ignore_eos=True)  # ignore_eos: exactly n new tokens (decode at a fixed length)
+    start = time.perf_counter()
+    out = llm.handle(body)
+    if "error" in out:
+        raise SystemExit(f"llama.cpp: {out['error']}")
+    usage, timings = out["usage"], out["timings"]
+    return {"prompt_tokens": usage["prompt_tokens"], "new_tokens": usage["completion_tokens"],
+            "cached": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+            "prefill": timings["prompt_n"] / (timings["prompt_ms"] / 1000),
+            "decode": timings["predicted_n"] / (timings["predicted_ms"] / 1000), "seconds": time.perf_counter() - start}
+once(0, 2)  # warm-up
+runs = [once(i + 1, a["new_tokens"]) for i in range(a["repeats"])]
+print(json.dumps({"runs": runs, "threads": llm.threads}))
+"""
+
+
+def gguf_bytes_per_token(gguf: Path) -> float:
+    """Bytes one decoded token reads from a GGUF file: every tensor once, except the input embedding table
+    when the model has its own output layer (only one row of it is read per token)."""
+    size = float(gguf.stat().st_size)
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return size
+    tensors = {t.name: t for t in GGUFReader(str(gguf)).tensors}
+    emb = tensors.get("token_embd.weight")
+    if emb is None or "output.weight" not in tensors:
+        return size  # tied: the output layer reads the whole embedding table
+    rows = int(emb.shape[-1]) if len(emb.shape) > 1 else 1
+    return size - float(emb.n_bytes) * (1 - 1 / max(rows, 1))
+
+
 def _llama_cpp_row(ctx: _Ctx, best: Timing | None) -> Timing:
-    """llama.cpp on the model's GGUF file (when ``llama-cpp-python`` is installed)."""
-    row = Timing(key="llama_cpp", label="llama.cpp (GGUF)", group="llama.cpp")
-    if importlib.util.find_spec("llama_cpp") is None:
+    """llama.cpp (the ``xllamacpp`` wheel, the engine of ``load_model(..., engine="llama.cpp")``) on the model's
+    GGUF file, timed in its own process: uncached prefill (a fresh prompt each time, the prompt cache off and
+    checked), decode at a fixed length (end-of-turn ignored), llama.cpp's own timings."""
+    row = Timing(key="llama_cpp", label="llama.cpp (GGUF, xllamacpp)", group="llama.cpp")
+    if importlib.util.find_spec("xllamacpp") is None:
         row.status = "not installed"
-        row.note = ("pip install llama-cpp-python (source build, ~10 min on 2 cores; on AMX CPUs disable "
-                    "the AMX buffer type or its quantized matmul crashes)")
+        row.note = "pip install xllamacpp (prebuilt CPU wheels; the course installs it)"
         return row
     gguf = _find_gguf(ctx.model)
     if gguf is None:
@@ -344,29 +387,43 @@ def _llama_cpp_row(ctx: _Ctx, best: Timing | None) -> Timing:
         return row
 
 
+def _run_llama_cpp_timer(args: dict) -> dict:
+    """Run :data:`_LLAMA_CPP_TIMER` in a child Python (no torch in it) and return what it printed."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-c", _LLAMA_CPP_TIMER, json.dumps(args)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    if done.returncode != 0:
+        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"the llama.cpp timing process failed (exit {done.returncode}): {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _time_llama_cpp(ctx: _Ctx, gguf: Path, row: Timing, best: Timing | None) -> Timing:
-    import torch
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=torch.get_num_threads(), verbose=False)
-    prompt = ctx.tokenizer.decode(ctx.inputs["input_ids"][0])
-    no_eos = {int(llm.token_eos()): -1e9}
-    n = ctx.plan.quant_new_tokens
-
-    def once(tokens: int) -> float:
-        start = time.perf_counter()
-        llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, logit_bias=no_eos)
-        return time.perf_counter() - start
-
-    once(2)  # warm-up
-    short = statistics.median(once(1) for _ in range(max(1, ctx.plan.quant_repeats)))
-    full = statistics.median(once(n) for _ in range(max(1, ctx.plan.quant_repeats)))
-    row.tokens_per_second = (n - 1) / max(full - short, 1e-9)
-    row.prefill_tokens_per_second = ctx.prompt_tokens / short
-    row.seconds, row.repeats, row.new_tokens, row.prompt_tokens = full, ctx.plan.quant_repeats, n, ctx.prompt_tokens
-    row.bytes_per_token = float(gguf.stat().st_size)  # upper bound: the whole file per token
+    n, repeats = ctx.plan.new_tokens, max(1, ctx.plan.quant_repeats)
+    facts = facts_of(ctx.model)
+    out = _run_llama_cpp_timer({"gguf": str(gguf), "name": facts.name, "context": 1024, "prompt": PROMPT,
+                                "threads": torch.get_num_threads(), "new_tokens": n, "repeats": repeats})
+    runs = out["runs"]
+    cached = sum(r["cached"] for r in runs)
+    if cached:
+        raise RuntimeError(f"llama.cpp reused {cached} cached prompt tokens: the prefill would not be measured")
+    row.tokens_per_second = statistics.median(r["decode"] for r in runs)
+    row.prefill_tokens_per_second = statistics.median(r["prefill"] for r in runs)
+    row.seconds = statistics.median(r["seconds"] for r in runs)
+    row.repeats, row.new_tokens = len(runs), n
+    row.prompt_tokens = runs[0]["prompt_tokens"]
+    row.context = row.prompt_tokens + n // 2
+    row.bytes_per_token = gguf_bytes_per_token(gguf)
     row.roofline_tokens_per_second = ctx.bandwidth.read_bytes_per_second / row.bytes_per_token
-    row.dtype, row.note = "gguf", f"{gguf.name}; decode = (n-1) / (t(n) - t(1))"
+    row.dtype = "gguf"
+    row.note = (f"{gguf.name}; own process, {out['threads']} threads; llama.cpp's timings; prefill uncached "
+                f"(fresh prompt, cache_prompt off, 0 cached tokens); decode exactly {n} tokens")
     if best is not None and best.tokens_per_second:
         row.ratio, row.baseline = row.tokens_per_second / best.tokens_per_second, best.key
     return row

@@ -9,6 +9,7 @@ this module only parses arguments and prints.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -17,13 +18,13 @@ from dataclasses import asdict
 import torch
 
 from ..agents import ToolTrial, measure_agent_tool_calls, measure_tool_calls
-from ..bench import run_bench
+from ..bench import classroom_load, run_bench
 from ..course import course_model
 from ..models import load_model
 from ..quant import benchmark_fast_recipe, compare, full_variants
 from . import make_parser
 
-__all__ = ["main", "quant_main", "tools_main"]
+__all__ = ["main", "quant_main", "tools_main", "serve_main"]
 
 
 def main(argv: list[str], prog: str = "qwenlab bench") -> int:
@@ -33,6 +34,8 @@ def main(argv: list[str], prog: str = "qwenlab bench") -> int:
         return quant_main(argv[1:], prog=f"{prog} quant")
     if argv and argv[0] == "tools":
         return tools_main(argv[1:], prog=f"{prog} tools")
+    if argv and argv[0] == "serve":
+        return serve_main(argv[1:], prog=f"{prog} serve")
     parser = make_parser(prog, "Measure memory bandwidth, matmul FLOP/s, prefill/decode tokens/s, KV cache, "
                                "context, batch and quantized paths of one model on this machine, with the "
                                "roofline (bandwidth / bytes per token). `qwenlab bench quant` compares "
@@ -135,4 +138,42 @@ def tools_main(argv: list[str], prog: str = "qwenlab bench tools") -> int:
         print("[" + ",\n".join(r.to_json() for r in reports) + "]")
     else:
         print("\n\n".join(r.to_markdown() if args.markdown else str(r) for r in reports))
+    return 0
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1 or max(sizes) > 64:
+        raise argparse.ArgumentTypeError(f"give class sizes from 1 to 64 separated by commas, e.g. 1,4,8; got {text!r}")
+    return sizes
+
+
+def serve_main(argv: list[str], prog: str = "qwenlab bench serve") -> int:
+    """``qwenlab bench serve [MODEL] [--engine llama.cpp] [--slots N] [--students 1,4,8] [--tokens 48] [--json]``."""
+    parser = make_parser(prog, "Classroom serving on this machine: start `qwenlab serve` on 127.0.0.1, send N "
+                               "simulated students' short questions at once (streamed), and report aggregate "
+                               "tok/s, tok/s per student, p50/p95 time to first token and errors.")
+    parser.add_argument("model", nargs="?", default="offline", help="catalog name, folder or .gguf (default: offline)")
+    parser.add_argument("--engine", choices=("pytorch", "llama.cpp"), default="llama.cpp")
+    parser.add_argument("--slots", type=int, default=None, help="llama.cpp: requests at once (default: the largest class)")
+    parser.add_argument("--students", type=_sizes, default=(1, 4, 8), help="class sizes, e.g. 1,4,8 (default)")
+    parser.add_argument("--tokens", type=int, default=48, help="reply length per student (default 48)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    if args.tokens < 2:
+        parser.error("--tokens must be >= 2")
+    from ..serve import start
+
+    options = {"engine": args.engine}
+    if args.engine == "llama.cpp":
+        options["slots"] = args.slots or max(args.students)
+    print(f"[serve bench] starting a {args.engine} server for {args.model} ...", file=sys.stderr, flush=True)
+    with start(args.model, reasoning="off", **options) as server:
+        report = classroom_load(server, args.students, max_tokens=args.tokens,
+                                label=f"{args.model}, engine {args.engine}"
+                                      + (f", {options['slots']} slots" if "slots" in options else ""))
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
     return 0

@@ -62,6 +62,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help="the longest prompt accepted (default: the model's context minus one)")
     parser.add_argument("--time-limit", type=_seconds, default=DEFAULT_TIME_LIMIT,
                         help=f"seconds one request may generate (default {DEFAULT_TIME_LIMIT:.0f})")
+    parser.add_argument("--engine", choices=("pytorch", "llama.cpp"), default="pytorch",
+                        help="pytorch (default; one request at a time) or llama.cpp (a GGUF file such as 'offline': "
+                             "faster on a CPU, and --slots requests at once)")
+    parser.add_argument("--slots", type=_count, default=None,
+                        help="llama.cpp: requests that generate at once by continuous batching (default 1)")
+    parser.add_argument("--context", type=_count, default=None,
+                        help="llama.cpp: tokens per conversation, prompt and reply (default 4096)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--log-level", default="info")
@@ -100,7 +107,8 @@ def main(argv: list[str], prog: str = "qwenlab serve") -> int:
         run_server(args.model, args.host, args.port, name=args.name, reasoning=args.reasoning,
                    device=args.device, dtype=args.dtype, api_key=api_key, max_tokens=args.max_tokens,
                    max_prompt_tokens=args.max_prompt_tokens, time_limit=args.time_limit,
-                   port_file=args.port_file, parent_pid=args.parent_pid, log_level=args.log_level)
+                   port_file=args.port_file, parent_pid=args.parent_pid, log_level=args.log_level,
+                   engine=args.engine, slots=args.slots or 1, context=args.context)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError, ImportError) as err:  # ServeError, OfflineModelError, no such model

@@ -379,6 +379,17 @@ class LlamaCppModel:
         body = self.request(messages, **params) | {"stream": True, "stream_options": {"include_usage": True}}
         return LlamaCppStream(self._server, body)
 
+    def handle(self, body: dict[str, Any], on_chunk: Any = None) -> Any:
+        """Send a raw OpenAI-style chat body to llama.cpp (for the server and the bench, which need fields
+        :meth:`request` does not build: ``tools``, ``cache_prompt``, ``ignore_eos``, ``return_progress``).
+
+        With ``on_chunk`` the reply streams: llama.cpp calls it with each chunk and this returns when it
+        is done; without it, the whole answer (a dict) is returned.
+        """
+        if on_chunk is None:
+            return self._server.handle_chat_completions(body)
+        return self._server.handle_chat_completions(body, on_chunk)
+
     def close(self) -> None:
         """Free the model's memory now (otherwise when the object is garbage-collected)."""
         self.__dict__.pop("_server", None)

@@ -5,7 +5,9 @@
 the same server in the foreground. Any OpenAI client (the ``openai`` package, AutoGen, LangChain,
 curl) then talks to ``server.base_url``.
 
-What does the work: qwenlab's own loop around ``model.generate`` (:mod:`~qwenlab.serve.engine`), so the
+What does the work: qwenlab's own loop around ``model.generate`` (:mod:`~qwenlab.serve.engine`) or, with
+``engine="llama.cpp"``, llama.cpp's server code on a GGUF file (:mod:`~qwenlab.serve.llamacpp`, several
+requests at once by continuous batching); either way the
 server controls what a wrapper around ``transformers serve`` could not: a client that goes away stops its
 generation within one token (streaming or not); prompts are checked against the context before any
 compute; every reply has a token cap and a time limit; ``stop`` strings are cut; Qwen's ``<tool_call>``
@@ -24,7 +26,8 @@ at interpreter exit, and by itself when its parent dies (a killed or restarted n
 orphan keeps the port.
 
 Modules: ``protocol`` (request checks, OpenAI response shapes), ``replies`` (model text → content,
-reasoning, tool calls), ``engine`` (limits, the worker thread), ``app`` (the server process: the HTTP
+reasoning, tool calls), ``engine`` (limits, the worker threads, the PyTorch engine), ``llamacpp`` (the llama.cpp engine: a GGUF
+file, ``slots`` requests at once), ``app`` (the server process: the HTTP
 app, ``run_server``), ``launch`` (the notebook side: ``start``, the :class:`Server` handle,
 ``stop_all``). ``qwenlab serve`` is ``qwenlab.commands.serve``.
 
@@ -45,7 +48,8 @@ from .app import (
     run_server,
     served_name,
 )
-from .engine import DEFAULT_TIME_LIMIT, Engine, Limits, context_length
+from .engine import DEFAULT_TIME_LIMIT, BaseEngine, Engine, Limits, context_length
+from .llamacpp import LlamaCppEngine
 from .launch import Server, running_servers, start, stop_all
 from .protocol import ChatRequest, RequestError, validate_chat_request
 from .replies import ReplyParser, ToolCall, parse_tool_calls
@@ -69,6 +73,8 @@ __all__ = [
     "ChatRequest",
     "Limits",
     "Engine",
+    "BaseEngine",
+    "LlamaCppEngine",
     "context_length",
     "ToolCall",
     "ReplyParser",

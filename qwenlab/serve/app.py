@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import catalog
 from ..paths import API_KEY_ENV
-from .engine import DEFAULT_TIME_LIMIT, Engine, Job, Limits
+from .engine import DEFAULT_TIME_LIMIT, BaseEngine, Engine, Job, Limits
 from .protocol import (
     SSE_DONE,
     ChatRequest,
@@ -42,6 +42,7 @@ from .protocol import (
 from .replies import ToolCall
 
 if TYPE_CHECKING:
+    from ..engines import LlamaCppModel
     from ..modelfacts import CausalLM
     from transformers import PreTrainedTokenizerBase
 
@@ -57,6 +58,7 @@ __all__ = [
     "check_port",
     "served_name",
     "resolve_servable",
+    "engine_options",
     "build_app",
     "run_server",
 ]
@@ -97,15 +99,20 @@ def served_name(model: str | os.PathLike) -> str:
     return path.stem if path.suffix == ".gguf" else path.name
 
 
-def resolve_servable(model: str | os.PathLike) -> Any:
-    """``models.resolve``, refusing a folder without safetensors weights (pickle ``.bin`` can run code).
+def resolve_servable(model: str | os.PathLike, engine: str = "pytorch") -> Any:
+    """``models.resolve``, refusing a folder without safetensors weights (pickle ``.bin`` can run code); with
+    ``engine="llama.cpp"``, the GGUF file to run (``models.gguf_path``).
 
     Raises:
         ServeError: the folder has no complete safetensors weights.
+        NotGGUFError: llama.cpp was asked to run something that is not a GGUF file.
     """
+    from ..engines import check_engine
     from ..hub import folder_weights
-    from ..models import resolve
+    from ..models import gguf_path, resolve
 
+    if check_engine(engine) == "llama.cpp":
+        return gguf_path(model)[0]
     where = resolve(model)
     if not where.gguf_file and folder_weights(where.folder) != "safetensors":
         raise ServeError(f"{where.folder} has no complete safetensors weights; the server loads only safetensors "
@@ -114,6 +121,17 @@ def resolve_servable(model: str | os.PathLike) -> Any:
 
 
 # --------------------------------------------------------------------------------------- the app
+
+
+def _engine_for(model: Any, tokenizer: Any, limits: Limits | None, template_kwargs: dict) -> BaseEngine:
+    """The PyTorch engine for a transformers model, the llama.cpp one for a :class:`~qwenlab.engines.LlamaCppModel`."""
+    if getattr(model, "engine", None) == "llama.cpp":
+        from .llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(model, limits, template_kwargs)
+    if tokenizer is None:
+        raise TypeError("build_app: a PyTorch model needs its tokenizer (model, tokenizer = load_model(...)).")
+    return Engine(model, tokenizer, limits, template_kwargs)
 
 
 async def _read_body(request: Any) -> bytes:
@@ -128,6 +146,16 @@ async def _read_body(request: Any) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise too_big
     return bytes(body)
+
+
+async def _admitted(request: Any, engine: BaseEngine, job: Job) -> None:
+    """Wait until the engine accepted the prompt (llama.cpp counts it when a slot takes the request), watching
+    the connection meanwhile; a refusal (too long) raises its 400 before any response starts."""
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+    try:
+        await engine.admit(job)
+    finally:
+        watcher.cancel()
 
 
 async def _cancel_on_disconnect(request: Any, job: Job) -> None:
@@ -201,23 +229,24 @@ async def _answer(request: Any, job: Job, name: str) -> Any:
                                    result.prompt_tokens, result.completion_tokens))
 
 
-def _model_card(name: str, engine: Engine, created: int) -> dict:
+def _model_card(name: str, engine: BaseEngine, created: int) -> dict:
     limits = engine.limits
     return {"id": name, "object": "model", "created": created, "owned_by": "qwenlab",
             "context_length": engine.context,
-            "qwenlab": {"answers_any_model_name": True,
+            "qwenlab": {"answers_any_model_name": True, "engine": engine.engine, "slots": engine.workers,
                         "note": "The only model served here: a request that names any model gets this one.",
                         "max_prompt_tokens": engine.max_prompt_tokens, "max_tokens": limits.max_tokens,
                         "time_limit_s": limits.time_limit}}
 
 
-def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str, *,
+def build_app(model: "CausalLM | LlamaCppModel", tokenizer: "PreTrainedTokenizerBase | None", name: str, *,
               limits: Limits | None = None, reasoning: str = "auto",
               api_key: str | None = None) -> Any:
     """The FastAPI app serving ``model``: ``/health``, ``/v1/models``, ``/v1/chat/completions``.
 
     Args:
-        model, tokenizer: from :func:`qwenlab.load_model`.
+        model, tokenizer: from :func:`qwenlab.load_model`; or a llama.cpp model
+            (``load_model(name, engine="llama.cpp", slots=N)``) and None: then ``N`` requests generate at once.
         name: the model id ``/v1/models`` lists and replies carry; requests may name any model.
         limits: prompt / reply / time limits (:class:`~qwenlab.serve.engine.Limits`).
         reasoning: ``"on"`` / ``"off"`` / ``"auto"``: Qwen3's thinking default (``enable_thinking``);
@@ -234,7 +263,7 @@ def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str
                           "pip install 'qwenlab[serve]'.") from err
 
     template_kwargs = {"on": {"enable_thinking": True}, "off": {"enable_thinking": False}}.get(reasoning, {})
-    engine = Engine(model, tokenizer, limits, template_kwargs)
+    engine = _engine_for(model, tokenizer, limits, template_kwargs)
     card = _model_card(name, engine, int(time.time()))
     names_seen: set[str] = set()
 
@@ -296,6 +325,7 @@ def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str
         job = engine.prepare(chat)
         note_model_name(chat.model)
         engine.submit(job)
+        await _admitted(request, engine, job)
         if chat.stream:
             return StreamingResponse(_stream(job, chat, name), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -306,6 +336,26 @@ def build_app(model: "CausalLM", tokenizer: "PreTrainedTokenizerBase", name: str
 
 
 # --------------------------------------------------------------------------------------- running it
+
+
+def engine_options(engine: str, slots: int = 1, context: int | None = None) -> dict:
+    """The llama.cpp options ``slots`` and ``context``, checked (PyTorch takes neither: it serves one
+    request at a time with the model's own context).
+
+    Raises:
+        ValueError: an unknown engine, ``slots < 1``, or slots / context given to the PyTorch engine.
+    """
+    from ..engines import check_engine
+
+    check_engine(engine)
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"slots must be a whole number >= 1, got {slots!r}.")
+    if engine == "pytorch":
+        if slots != 1 or context is not None:
+            raise ValueError("slots and context are options of engine='llama.cpp'; the PyTorch engine serves one "
+                             "request at a time with the model's own context.")
+        return {}
+    return {"slots": slots} | ({} if context is None else {"context": context})
 
 
 def check_port(port: Any) -> None:
@@ -371,26 +421,30 @@ def _log_to_stderr(level: str) -> None:
     log.setLevel(level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO")
 
 
-def _announce(name: str, engine: Engine, host: str, port: int) -> None:
+def _announce(name: str, engine: BaseEngine, host: str, port: int) -> None:
     limits = engine.limits
     shown = f"[{host}]" if ":" in host else host
-    log.info("Serving %s at http://%s:%d/v1 (context %d tokens).", name, shown, port, engine.context)
+    log.info("Serving %s at http://%s:%d/v1 (engine %s, context %d tokens).", name, shown, port, engine.engine,
+             engine.context)
     log.info("One model is loaded, so a request naming any model gets %s (as in LM Studio): clients set up for "
              "another name, e.g. model='qwen/Qwen1.5-0.5B-Chat-GGUF', work unchanged.", name)
     reply = f"at most {limits.max_tokens} tokens" if limits.max_tokens else "what the context leaves"
-    log.info("Limits: prompt <= %d tokens, reply <= %s, %.0f s per request, %d waiting; one generation at a time.",
-             engine.max_prompt_tokens, reply, limits.time_limit, limits.max_waiting)
+    at_once = "one generation at a time" if engine.workers == 1 else f"{engine.workers} generations at once"
+    log.info("Limits: prompt <= %d tokens, reply <= %s, %.0f s per request, %d waiting; %s.",
+             engine.max_prompt_tokens, reply, limits.time_limit, limits.max_waiting, at_once)
 
 
 def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                name: str | None = None, reasoning: str = "auto", device: str = "auto", dtype: str = "auto",
                api_key: str | None = None, max_tokens: int | None = None, max_prompt_tokens: int | None = None,
                time_limit: float = DEFAULT_TIME_LIMIT, port_file: str | None = None, parent_pid: int | None = None,
-               log_level: str = "info") -> None:
+               log_level: str = "info", engine: str = "pytorch", slots: int = 1, context: int | None = None) -> None:
     """Run the server in this process until Ctrl-C (what ``qwenlab serve`` does; ``start`` runs it as a child).
 
     Args:
         model: catalog name, local folder or ``.gguf`` file.
+        engine: ``"pytorch"`` (one generation at a time) or ``"llama.cpp"`` (a GGUF file; ``slots`` requests
+            generate at once by continuous batching, each with ``context`` tokens, default 4096).
         port: 0 picks a free port; it is written to ``port_file`` (JSON) as soon as it is bound.
         max_tokens, max_prompt_tokens, time_limit: the per-request limits (:class:`~qwenlab.serve.engine.Limits`).
         parent_pid: stop when that process dies (set by ``start``).
@@ -405,21 +459,26 @@ def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DE
 
     check_host(host, api_key)
     limits = Limits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens, time_limit=time_limit)
-    resolve_servable(model)
+    options = engine_options(engine, slots, context)
+    resolve_servable(model, engine)
     name = name or served_name(model)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     if port_file:
         Path(port_file).write_text(json.dumps({"port": bound, "pid": os.getpid()}))
     _log_to_stderr(log_level)
-    loaded, tokenizer = load_model(model, device=device, dtype=dtype)
-    app = build_app(loaded, tokenizer, name, limits=limits, reasoning=reasoning, api_key=api_key)
-    engine: Engine = app.state.engine
-    _announce(name, engine, host, bound)
+    if engine == "llama.cpp":
+        app = build_app(load_model(model, device=device, dtype=dtype, engine="llama.cpp", **options), None, name,
+                        limits=limits, reasoning=reasoning, api_key=api_key)
+    else:
+        loaded, tokenizer = load_model(model, device=device, dtype=dtype)
+        app = build_app(loaded, tokenizer, name, limits=limits, reasoning=reasoning, api_key=api_key)
+    worker: BaseEngine = app.state.engine
+    _announce(name, worker, host, bound)
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:  # Ctrl-C / SIGTERM: stop generating at once
-            engine.cancel_all()
+            worker.cancel_all()
             super().handle_exit(sig, frame)
 
     server = _Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
@@ -427,7 +486,7 @@ def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DE
     if parent_pid:
         def parent_gone() -> None:
             orphaned.set()
-            engine.cancel_all()
+            worker.cancel_all()
             server.should_exit = True
             threading.Timer(15.0, os._exit, args=(0,)).start()  # if something still blocks the shutdown
 
@@ -435,7 +494,7 @@ def run_server(model: str | os.PathLike, host: str = "127.0.0.1", port: int = DE
     try:
         server.run(sockets=[sock])
     finally:
-        engine.cancel_all()
+        worker.cancel_all()
     workdir = Path(port_file).parent if port_file else None
     if orphaned.is_set() and workdir is not None and workdir.name.startswith(WORKDIR_PREFIX):
         shutil.rmtree(workdir, ignore_errors=True)  # nobody is left to read the log

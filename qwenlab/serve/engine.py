@@ -1,5 +1,6 @@
-"""The model side of the server: requests wait in line and one generation runs at a time, in a worker
-thread, under limits a client cannot lift.
+"""The model side of the server: requests wait in line and generate in worker threads (one at a time with
+PyTorch; with llama.cpp as many as it has slots, :mod:`~qwenlab.serve.llamacpp`), under limits a client
+cannot lift.
 
 - a prompt longer than ``Limits.max_prompt_tokens`` (default: the model's context minus one) is refused
   before any compute, with the numbers;
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from ..modelfacts import CausalLM
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_TIME_LIMIT", "DEFAULT_MAX_WAITING", "Limits", "Finished", "Job", "Engine", "context_length"]
+__all__ = ["DEFAULT_TIME_LIMIT", "DEFAULT_MAX_WAITING", "Limits", "Finished", "Job", "BaseEngine", "Engine",
+           "context_length"]
 
 DEFAULT_TIME_LIMIT = 300.0  # seconds one request may generate (~4000 tokens of the offline model on 2 cores)
 DEFAULT_MAX_WAITING = 64  # requests in line before new ones get 503
@@ -97,32 +99,61 @@ class Job:
     """One request's generation: its prompt, its settings, its events and the flag that cancels it.
 
     The worker thread calls :meth:`emit`; the request handler reads :meth:`events` on its event loop.
+    ``work`` is what the engine runs (the PyTorch engine: ``input_ids`` and the generation config; the
+    llama.cpp engine: the chat request for llama.cpp).
     """
 
-    def __init__(self, input_ids: Any, max_new_tokens: int, gc: Any, parser: ReplyParser, seed: int | None,
-                 model_asked: str | None = None):
+    def __init__(self, prompt_tokens: int, max_new_tokens: int | None, parser: ReplyParser, seed: int | None = None,
+                 model_asked: str | None = None, work: Any = None):
         self.id = completion_id()
-        self.input_ids = input_ids
-        self.prompt_tokens = int(input_ids.shape[-1])
+        self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
-        self.gc, self.parser, self.seed, self.model_asked = gc, parser, seed, model_asked
+        self.parser, self.seed, self.model_asked, self.work = parser, seed, model_asked, work
         self.cancel = threading.Event()
         self.result: Finished | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None
+        self._admission: asyncio.Future | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver events to ``loop`` (the server's event loop)."""
-        self._loop, self._queue = loop, asyncio.Queue()
+        self._loop, self._queue, self._admission = loop, asyncio.Queue(), loop.create_future()
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
 
     def emit(self, item: ReplyEvent | Finished) -> None:
         """Hand an event to the request (thread-safe); dropped when the server is shutting down."""
-        if self._loop is None or self._queue is None:
+        if self._queue is None:
             return
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
+        if isinstance(item, Finished):
+            self.admit(None)
+        self._call(self._queue.put_nowait, item)
+
+    def admit(self, refusal: RequestError | None) -> None:
+        """Say (thread-safe, once) whether the engine accepted the prompt: None, or the error to answer with.
+        An engine that counts the prompt only when it starts (llama.cpp) calls it from its worker."""
+        self._call(self._settle, refusal)
+
+    def _settle(self, refusal: RequestError | None) -> None:
+        if self._admission is not None and not self._admission.done():
+            self._admission.set_result(refusal)
+
+    async def admitted(self) -> None:
+        """Wait until the engine accepted the prompt.
+
+        Raises:
+            RequestError: the engine refused it (e.g. too long for the context, with both numbers).
+        """
+        assert self._admission is not None, "submit the job first"
+        refusal = await self._admission
+        if refusal is not None:
+            raise refusal
 
     @property
     def outcome(self) -> Finished:
@@ -185,28 +216,38 @@ class _Watch:
         return Finished(reason, self.job.prompt_tokens, self.count, seconds, detail)
 
 
-class Engine:
-    """The loaded model behind the server: turns a :class:`ChatRequest` into a :class:`Job` (checking the
-    limits) and runs jobs one at a time in a worker thread.
+class BaseEngine:
+    """What every engine behind the server shares: the limits, the line of waiting requests, the worker
+    threads (``workers`` jobs generate at once), cancelling, ``/health``'s status and the log.
 
-    Args:
-        model, tokenizer: from :func:`qwenlab.load_model`.
-        limits: see :class:`Limits`.
-        template_kwargs: chat-template defaults (``{"enable_thinking": False}``); a request's
-            ``chat_template_kwargs`` override them.
+    A subclass sets ``context`` and ``thinking`` and implements :meth:`prepare` (a request -> a :class:`Job`)
+    and :meth:`_generate` (run one job in a worker thread, emitting its events; return how it ended).
     """
 
-    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, limits: Limits | None = None, template_kwargs: dict | None = None):
-        self.model, self.tokenizer = model, tokenizer
+    engine = "base"
+    context: int
+    thinking: bool
+
+    def __init__(self, limits: Limits | None = None, template_kwargs: dict | None = None, workers: int = 1):
         self.limits = limits or Limits()
         self.template_kwargs = dict(template_kwargs or {})
-        self.context = context_length(model)
-        self.thinking = supports_thinking(tokenizer)
-        self.eos = end_of_turn_ids(model.generation_config, tokenizer)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qwenlab-generate")
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qwenlab-generate")
         self._lock = threading.Lock()
         self._pending: set[Job] = set()
-        self._current: Job | None = None
+        self._running: list[Job] = []
+
+    def prepare(self, request: ChatRequest) -> Job:
+        """Turn a checked request into a :class:`Job` (raises :class:`RequestError` for a refused one)."""
+        raise NotImplementedError
+
+    def _generate(self, job: Job) -> Finished:
+        raise NotImplementedError
+
+    async def admit(self, job: Job) -> None:
+        """Wait until the engine accepted ``job``'s prompt (raises its :class:`RequestError` when refused).
+        Engines that check the prompt in :meth:`prepare` accept at once."""
+        return None
 
     # ------------------------------------------------------------------------------ limits
 
@@ -223,6 +264,117 @@ class Engine:
             budget = min(budget, self.limits.max_tokens)
         return budget if asked is None else min(asked, budget)
 
+    def _check_prompt(self, prompt_tokens: int) -> None:
+        limit = self.max_prompt_tokens
+        if prompt_tokens > limit:
+            why = (f"the model's context is {self.context} tokens, and at least one is needed for the reply"
+                   if limit == self.context - 1 else f"the server's --max-prompt-tokens; the context is {self.context}")
+            raise RequestError(f"The prompt has {prompt_tokens} tokens; this server accepts at most {limit} ({why}). "
+                               "Shorten the conversation (drop old turns) or the documents in it.",
+                               param="messages", code="context_length_exceeded")
+
+    # ------------------------------------------------------------------------------ running
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` (call from the event loop that reads its events).
+
+        Raises:
+            RequestError: 503 when ``Limits.max_waiting`` requests are already waiting.
+        """
+        with self._lock:
+            waiting = len(self._pending) - len(self._running)
+            if waiting >= self.limits.max_waiting:
+                raise RequestError(f"The server is busy: {waiting} requests are waiting for the model. "
+                                   "Try again in a minute.", status=503, code="server_busy")
+            self._pending.add(job)
+        job.bind(asyncio.get_running_loop())
+        self._pool.submit(self._run, job)
+
+    @property
+    def current(self) -> Job | None:
+        """The job generating now, the oldest when several are (None when the model is idle)."""
+        with self._lock:
+            return self._running[0] if self._running else None
+
+    @property
+    def running(self) -> list[Job]:
+        """The jobs generating now (at most ``workers``)."""
+        with self._lock:
+            return list(self._running)
+
+    @property
+    def pending(self) -> list[Job]:
+        """Jobs submitted and not finished yet (the one generating included)."""
+        with self._lock:
+            return list(self._pending)
+
+    def status(self) -> dict:
+        """``{"generating": bool, "waiting": int, "running": int, "slots": int}``: what ``/health`` reports."""
+        with self._lock:
+            running = len(self._running)
+            return {"generating": running > 0, "waiting": len(self._pending) - running, "running": running,
+                    "slots": self.workers}
+
+    def cancel_all(self) -> None:
+        """Cancel every job (server shutdown): the running one stops within a token, waiting ones never start."""
+        with self._lock:
+            jobs = list(self._pending)
+            waiting = [job for job in jobs if job not in self._running]
+            self._pending.difference_update(waiting)
+        for job in jobs:
+            job.cancel.set()
+        for job in waiting:  # their turn never comes: answer their requests now
+            job.emit(Finished("cancelled", job.prompt_tokens, 0, 0.0, "the server is stopping"))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, job: Job) -> None:
+        with self._lock:
+            if job.cancel.is_set():
+                self._pending.discard(job)
+                job.emit(Finished("cancelled", job.prompt_tokens, 0, 0.0, "cancelled while waiting"))
+                log.info("%s: client went away while waiting: not started", job.id)
+                return
+            self._running.append(job)
+        try:
+            result = self._generate(job)
+        finally:
+            with self._lock:
+                self._running.remove(job)
+                self._pending.discard(job)
+        job.emit(result)
+        self._log(job, result)
+
+    def _log(self, job: Job, result: Finished) -> None:
+        if result.finish_reason == "cancelled":
+            log.info("%s: client went away: stopped after %d tokens", job.id, result.completion_tokens)
+            return
+        speed = result.completion_tokens / result.seconds if result.seconds > 0 else 0.0
+        detail = f" ({result.detail})" if result.detail and result.finish_reason != "stop" else ""
+        log.info("%s: %s%s: prompt %d + reply %d tokens in %.1f s (%.1f tok/s)", job.id, result.finish_reason,
+                 detail, result.prompt_tokens, result.completion_tokens, result.seconds, speed)
+
+
+class Engine(BaseEngine):
+    """The PyTorch engine behind the server: turns a :class:`ChatRequest` into a :class:`Job` (checking the
+    limits) and runs jobs one at a time in a worker thread (``model.generate``).
+
+    Args:
+        model, tokenizer: from :func:`qwenlab.load_model`.
+        limits: see :class:`Limits`.
+        template_kwargs: chat-template defaults (``{"enable_thinking": False}``); a request's
+            ``chat_template_kwargs`` override them.
+    """
+
+    engine = "pytorch"
+
+    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, limits: Limits | None = None,
+                 template_kwargs: dict | None = None):
+        super().__init__(limits, template_kwargs, workers=1)
+        self.model, self.tokenizer = model, tokenizer
+        self.context = context_length(model)
+        self.thinking = supports_thinking(tokenizer)
+        self.eos = end_of_turn_ids(model.generation_config, tokenizer)
+
     def _prompt_ids(self, request: ChatRequest) -> tuple[Any, str]:
         kwargs = {**self.template_kwargs, **request.template_kwargs}
         try:
@@ -234,15 +386,6 @@ class Engine:
                                param="messages") from None
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         return ids, text
-
-    def _check_prompt(self, prompt_tokens: int) -> None:
-        limit = self.max_prompt_tokens
-        if prompt_tokens > limit:
-            why = (f"the model's context is {self.context} tokens, and at least one is needed for the reply"
-                   if limit == self.context - 1 else f"the server's --max-prompt-tokens; the context is {self.context}")
-            raise RequestError(f"The prompt has {prompt_tokens} tokens; this server accepts at most {limit} ({why}). "
-                               "Shorten the conversation (drop old turns) or the documents in it.",
-                               param="messages", code="context_length_exceeded")
 
     def _params(self, request: ChatRequest, max_new_tokens: int) -> dict:
         params: dict = {"max_new_tokens": max_new_tokens}
@@ -270,73 +413,11 @@ class Engine:
         parser = ReplyParser(request.stop, thinking=self.thinking,
                              opened_thinking=prompt_opens_thinking(text),
                              tools=bool(request.tools), parallel=request.parallel_tool_calls)
-        job = Job(ids.to(self.model.device), budget, gc, parser, request.seed, request.model)
+        job = Job(int(ids.shape[-1]), budget, parser, request.seed, request.model,
+                  work=(ids.to(self.model.device), gc))
         if request.max_tokens is not None and request.max_tokens > budget:
             log.info("%s: max_tokens %d lowered to %d (the limit for this prompt)", job.id, request.max_tokens, budget)
         return job
-
-    # ------------------------------------------------------------------------------ running
-
-    def submit(self, job: Job) -> None:
-        """Queue ``job`` (call from the event loop that reads its events).
-
-        Raises:
-            RequestError: 503 when ``Limits.max_waiting`` requests are already waiting.
-        """
-        with self._lock:
-            waiting = len(self._pending) - (self._current is not None)
-            if waiting >= self.limits.max_waiting:
-                raise RequestError(f"The server is busy: {waiting} requests are waiting for the model. "
-                                   "Try again in a minute.", status=503, code="server_busy")
-            self._pending.add(job)
-        job.bind(asyncio.get_running_loop())
-        self._pool.submit(self._run, job)
-
-    @property
-    def current(self) -> Job | None:
-        """The job generating now (None when the model is idle)."""
-        return self._current
-
-    @property
-    def pending(self) -> list[Job]:
-        """Jobs submitted and not finished yet (the one generating included)."""
-        with self._lock:
-            return list(self._pending)
-
-    def status(self) -> dict:
-        """``{"generating": bool, "waiting": int}``: what ``/health`` reports."""
-        with self._lock:
-            current = self._current is not None
-            return {"generating": current, "waiting": len(self._pending) - current}
-
-    def cancel_all(self) -> None:
-        """Cancel every job (server shutdown): the running one stops within a token, waiting ones never start."""
-        with self._lock:
-            jobs = list(self._pending)
-            waiting = [job for job in jobs if job is not self._current]
-            self._pending.difference_update(waiting)
-        for job in jobs:
-            job.cancel.set()
-        for job in waiting:  # their turn never comes: answer their requests now
-            job.emit(Finished("cancelled", job.prompt_tokens, 0, 0.0, "the server is stopping"))
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _run(self, job: Job) -> None:
-        with self._lock:
-            if job.cancel.is_set():
-                self._pending.discard(job)
-                job.emit(Finished("cancelled", job.prompt_tokens, 0, 0.0, "cancelled while waiting"))
-                log.info("%s: client went away while waiting: not started", job.id)
-                return
-            self._current = job
-        try:
-            result = self._generate(job)
-        finally:
-            with self._lock:
-                self._current = None
-                self._pending.discard(job)
-        job.emit(result)
-        self._log(job, result)
 
     def _generate(self, job: Job) -> Finished:
         import torch
@@ -345,23 +426,15 @@ class Engine:
         began = time.monotonic()
         watch = _Watch(job, self.tokenizer, began + self.limits.time_limit)
         try:
+            input_ids, gc = job.work
             if job.seed is not None:
                 torch.manual_seed(job.seed)
             with torch.inference_mode():
-                self.model.generate(input_ids=job.input_ids, attention_mask=torch.ones_like(job.input_ids),
-                                    generation_config=job.gc,
+                self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                    generation_config=gc,
                                     stopping_criteria=StoppingCriteriaList([watch]))
         except Exception as err:  # out of memory, a broken model: answer this request, keep serving
             log.exception("%s: generation failed", job.id)
             return Finished("error", job.prompt_tokens, watch.count, time.monotonic() - began,
                             f"{type(err).__name__}: {err}")
         return watch.finish(self.eos, time.monotonic() - began)
-
-    def _log(self, job: Job, result: Finished) -> None:
-        if result.finish_reason == "cancelled":
-            log.info("%s: client went away: stopped after %d tokens", job.id, result.completion_tokens)
-            return
-        speed = result.completion_tokens / result.seconds if result.seconds > 0 else 0.0
-        detail = f" ({result.detail})" if result.detail and result.finish_reason != "stop" else ""
-        log.info("%s: %s%s: prompt %d + reply %d tokens in %.1f s (%.1f tok/s)", job.id, result.finish_reason,
-                 detail, result.prompt_tokens, result.completion_tokens, result.seconds, speed)

@@ -1,0 +1,194 @@
+"""A classroom against one laptop's server: N simulated students send short chat questions at once to a
+``qwenlab serve`` on 127.0.0.1 and read the streamed replies; how fast does each one read, and how long does
+each wait for the first word?
+
+:func:`classroom_load` returns the numbers (:class:`ClassroomReport`); ``qwenlab bench serve`` starts the
+server and prints them. Loopback only, bounded: one reply of ``max_tokens`` per student per round.
+
+Taught in ``08_serve.ipynb`` (the teacher's guide quotes the recorded table, benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..display import Table, TableView
+
+__all__ = ["CLASS_QUESTIONS", "READING_SPEED", "MAX_FIRST_TOKEN_SECONDS", "StudentRun", "ClassroomRow",
+           "ClassroomReport", "classroom_load"]
+
+# What students type in a first lesson: short, mixed Chinese and English.
+CLASS_QUESTIONS = (
+    "用一句话解释什么是大语言模型。",
+    "What is the capital of France?",
+    "Python 里 list 和 tuple 有什么区别？",
+    "Write a haiku about autumn.",
+    "帮我把这句话翻译成英文：今天天气很好。",
+    "Explain recursion to a ten-year-old.",
+    "给我三个学习编程的小建议。",
+    "How do I reverse a string in Python?",
+)
+READING_SPEED = 5.0  # tokens/s each student must get to read along
+MAX_FIRST_TOKEN_SECONDS = 5.0  # p95 wait for the first token
+
+
+@dataclass
+class StudentRun:
+    """One student's request: seconds to the first token, tokens, tok/s while streaming, or the error."""
+
+    first_token_seconds: float | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def tokens_per_second(self) -> float:
+        stream = self.seconds - (self.first_token_seconds or 0.0)
+        return self.tokens / stream if self.tokens > 1 and stream > 0 else 0.0
+
+
+@dataclass
+class ClassroomRow:
+    """One round: ``students`` requests sent together."""
+
+    students: int
+    seconds: float
+    runs: list[StudentRun] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(bool(r.error) for r in self.runs)
+
+    @property
+    def aggregate_tokens_per_second(self) -> float:
+        return sum(r.tokens for r in self.runs) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_student_tokens_per_second(self) -> float:
+        """The median student's reading speed (tokens/s after the first token)."""
+        speeds = [r.tokens_per_second for r in self.runs if not r.error]
+        return statistics.median(speeds) if speeds else 0.0
+
+    def first_token(self, q: float) -> float | None:
+        """The ``q`` quantile (0.5, 0.95) of the seconds to the first token."""
+        waits = sorted(r.first_token_seconds for r in self.runs if r.first_token_seconds is not None)
+        if not waits:
+            return None
+        return waits[min(len(waits) - 1, max(0, round(q * len(waits) + 0.5) - 1))]
+
+    @property
+    def at_reading_speed(self) -> bool:
+        p95 = self.first_token(0.95)
+        return (not self.errors and self.per_student_tokens_per_second >= READING_SPEED and p95 is not None
+                and p95 <= MAX_FIRST_TOKEN_SECONDS)
+
+
+@dataclass
+class ClassroomReport(TableView):
+    """Every round of :func:`classroom_load`; ``students_served`` is the largest class served at reading speed."""
+
+    label: str
+    max_tokens: int
+    rows: list[ClassroomRow]
+
+    @property
+    def students_served(self) -> int:
+        return max((r.students for r in self.rows if r.at_reading_speed), default=0)
+
+    def table(self) -> Table:
+        head = ["students", "aggregate tok/s", "tok/s per student", "TTFT p50 s", "TTFT p95 s", "errors",
+                "reading speed"]
+        rows = [[r.students, f"{r.aggregate_tokens_per_second:.1f}", f"{r.per_student_tokens_per_second:.1f}",
+                 _s(r.first_token(0.5)), _s(r.first_token(0.95)), r.errors, "yes" if r.at_reading_speed else "no"]
+                for r in self.rows]
+        notes = [f"{self.max_tokens}-token replies; reading speed = >= {READING_SPEED:.0f} tok/s each and p95 time to "
+                 f"first token <= {MAX_FIRST_TOKEN_SECONDS:.0f} s: {self.students_served} students served"]
+        return Table(head, rows, title=self.label, notes=notes)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"students_served": self.students_served}
+
+
+_GO = threading.Event()
+_GO.set()
+
+
+def _s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _student(client: Any, model: str, question: str, max_tokens: int, seed: int, start: threading.Event) -> StudentRun:
+    run = StudentRun()
+    start.wait()
+    began = time.perf_counter()
+    try:
+        stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                                max_tokens=max_tokens, temperature=0.7, seed=seed, stream=True,
+                                                stream_options={"include_usage": True})
+        pieces = 0
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces += 1
+                if run.first_token_seconds is None:
+                    run.first_token_seconds = time.perf_counter() - began
+            if chunk.usage is not None:
+                run.tokens = chunk.usage.completion_tokens
+        run.tokens = run.tokens or pieces
+    except Exception as err:  # a refused or broken request is counted, not raised
+        run.error = f"{type(err).__name__}: {err}"
+    run.seconds = time.perf_counter() - began
+    return run
+
+
+def classroom_load(server: Any, students: Sequence[int] = (1, 4, 8), *, max_tokens: int = 48,
+                   questions: Sequence[str] = CLASS_QUESTIONS, label: str = "", timeout: float = 300.0
+                   ) -> ClassroomReport:
+    """Send ``n`` streamed chat requests at once for each ``n`` in ``students``; measure every student.
+
+    Args:
+        server: a :class:`qwenlab.serve.Server` (from :func:`qwenlab.start_server`), or anything with
+            ``base_url``, ``model`` and ``api_key``.
+        students: class sizes, one round each, in order.
+        max_tokens: reply length per student (48: a short answer).
+        questions: the prompts, handed round-robin.
+        timeout: seconds one request may take.
+
+    Returns:
+        :class:`ClassroomReport`: aggregate tok/s, the median student's tok/s, p50/p95 time to first token,
+        errors, and how many students get reading speed.
+
+    Example:
+        >>> with qwenlab.start_server("offline", engine="llama.cpp", slots=8) as server:   # doctest: +SKIP
+        ...     print(qwenlab.bench.classroom_load(server))
+
+    Taught in ``08_serve.ipynb``.
+    """
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key=server.api_key, timeout=timeout, max_retries=0)
+    _student(client, server.model, questions[0], 2, 0, _GO)  # warm-up, not counted (first request's setup)
+    rows = [_round(client, server.model, n, questions, max_tokens, timeout) for n in students]
+    return ClassroomReport(label or f"{server.model} at {server.base_url}", max_tokens, rows)
+
+
+def _round(client: Any, model: str, n: int, questions: Sequence[str], max_tokens: int, timeout: float) -> ClassroomRow:
+    """``n`` students released together (one event), each in its own thread."""
+    start = threading.Event()
+    results: list[StudentRun] = [StudentRun() for _ in range(n)]
+
+    def work(i: int) -> None:
+        results[i] = _student(client, model, questions[i % len(questions)], max_tokens, i, start)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    began = time.perf_counter()
+    start.set()
+    for t in threads:
+        t.join(timeout + 10)
+    return ClassroomRow(n, time.perf_counter() - began, results)
