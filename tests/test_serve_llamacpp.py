@@ -73,6 +73,7 @@ class FakeLlm:
         self.seed = None
         self._server = FakeServer()
         self.request = LlamaCppModel.request.__get__(self)  # the real request builder
+        self.handle = LlamaCppModel.handle.__get__(self)    # the real way the server reaches llama.cpp
         self._catalog_sampling = lambda thinking: {}
 
 
