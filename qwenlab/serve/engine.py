@@ -127,6 +127,17 @@ class Job:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             pass
 
+    def stop_reason(self, deadline: float) -> str | None:
+        """Why generation must stop now: the client went away, a stop string was written, or the time limit
+        (``deadline``, a ``time.monotonic()`` value) passed; None to go on. Both engines ask after each token."""
+        if self.cancel.is_set():
+            return "cancelled"
+        if self.parser.stopped:
+            return "stop string"
+        if time.monotonic() > deadline:
+            return "time limit"
+        return None
+
     def emit(self, item: ReplyEvent | Finished) -> None:
         """Hand an event to the request (thread-safe); dropped when the server is shutting down."""
         if self._queue is None:
@@ -188,12 +199,7 @@ class _Watch:
 
         self.count += 1
         self._send(self.job.parser.feed(self.pieces.add([int(input_ids[0, -1])])))
-        if self.job.cancel.is_set():
-            self.why = "cancelled"
-        elif self.job.parser.stopped:
-            self.why = "stop string"
-        elif time.monotonic() > self.deadline:
-            self.why = "time limit"
+        self.why = self.why or self.job.stop_reason(self.deadline)
         return torch.full((input_ids.shape[0],), self.why is not None, dtype=torch.bool, device=input_ids.device)
 
     def _send(self, events: list[ReplyEvent]) -> None:

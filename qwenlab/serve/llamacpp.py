@@ -169,12 +169,7 @@ class _Run:
 
     def _should_stop(self) -> bool:
         if self.why is None:
-            if self.job.cancel.is_set():
-                self.why = "cancelled"
-            elif self.job.parser.stopped:
-                self.why = "stop string"
-            elif time.monotonic() > self.deadline:
-                self.why = "time limit"
+            self.why = self.job.stop_reason(self.deadline)
         return self.why is not None
 
     def _refuse_or_fail(self, error: dict) -> None:
