@@ -145,3 +145,36 @@ def test_load_is_checked_before_the_model_loads(tiny_dir, tmp_path, monkeypatch,
         assert main(["chat", str(tiny_dir), "--load", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("qwenlab chat: ") and name in err and problem in err and "loading" not in err
+
+
+def test_ctrl_c_twice_then_a_crash_loses_no_turn_the_autosave_holds_them(tiny_dir, tmp_path):
+    """Issue #19, item 4: Ctrl-C pressed twice in a long reply, then the process killed (a crash): every turn
+    typed is in the autosave whose path the chat printed at the start."""
+    import signal
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+               QWENLAB_HOME=str(tmp_path / "home"))
+    child = pexpect.spawn(sys.executable, ["-m", "qwenlab.cli", "chat", str(tiny_dir), "--max-new-tokens", "3000",
+                                           "--seed", "0"],
+                          cwd=str(tmp_path), env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect(r"\[自动保存 \(autosave\): (\S+\.json)\]")
+    autosave = child.match.group(1)
+    child.expect_exact(PROMPT)
+    say(child, "/params max_new_tokens=4", "'max_new_tokens': 4")
+    say(child, "first message", STATS, regex=True)
+    say(child, "/params max_new_tokens=3000", "'max_new_tokens': 3000")
+    child.sendline("a long story please")
+    child.expect_exact("a long story please")
+    child.expect(r"\S")  # the reply has started
+    child.sendintr()
+    child.sendintr()  # twice: wherever the second one lands, nothing typed may be lost
+    index = child.expect([r"\[已停止 \(stopped\)", "interrupted", pexpect.EOF])
+    if index == 0:  # still running: the prompt comes back, then the process dies without any cleanup
+        child.expect_exact(PROMPT)
+        os.kill(child.pid, signal.SIGKILL)
+        child.expect(pexpect.EOF)
+    child.close()
+    saved = json.loads(open(autosave, encoding="utf-8").read())
+    users = [m["content"] for m in saved["messages"] if m["role"] == "user"]
+    assert users == ["first message", "a long story please"]
+    assert saved["messages"][-1]["role"] == "assistant"  # the part of the reply written before Ctrl-C

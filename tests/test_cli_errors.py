@@ -1,13 +1,20 @@
 """No traceback reaches a CLI user (issue #19, item 8): every case of the issue, run as a real `qwenlab` process.
 
 Each row runs ``python -m qwenlab.cli ARGS`` in a fresh folder with ``$QWENLAB_HOME`` and the Hugging Face
-and ModelScope caches inside it (no network: ``HF_HUB_OFFLINE=1``), and checks what a student sees: exit
-code ≠ 0, one line ``qwenlab CMD: …`` on stderr that names the problem, no "Traceback", and every file the
-student had before still there, unchanged.
+and ModelScope caches inside it (no network: ``HF_HUB_OFFLINE=1``; a row that needs a source gets a real
+Hub-protocol server on 127.0.0.1: the classroom mirror, one that dies mid-file, or a hostile one), and checks
+what a student sees: exit code ≠ 0, one line ``qwenlab CMD: …`` on stderr that names the problem, no
+"Traceback", and every file the student had before still there, unchanged. A ``session`` row types lines into
+``qwenlab chat``: the error is one line, the chat goes on with its history, and the autosave holds the turn.
+
+The issue's cases that are not commands (the server's HTTP cases, ``qwenlab.stream``, ``generate``'s checks)
+are tables of their own: tests/test_serve_live.py, test_serve_protocol.py, test_serve_load.py,
+test_generation.py, test_chat.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -17,9 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from qwenlab import cli
+from qwenlab import cli, mirror
 from qwenlab.catalog import PREQUANTIZED
 from qwenlab.offline import GGUF_NAME
+from tests.test_download_safety import HostileHub
+from tests.test_hub import dying_mirror
+from tests.test_mirror import REPO, make_repo
 
 GPU_ONLY = next(name for name, info in PREQUANTIZED.items() if info.requires_cuda)
 TINY = "{tiny}"  # replaced by the tiny model's folder
@@ -32,8 +42,14 @@ class Case:
     stdin: bytes = b""
     setup: str = ""  # name of a setup step below
     not_before: str | None = None  # stderr must not contain this (e.g. "loading": checked before loading)
-    online: bool = False  # without HF_HUB_OFFLINE (the case's source is a closed port on 127.0.0.1)
+    online: bool = False  # without HF_HUB_OFFLINE (the case's source is on 127.0.0.1)
+    source: str | None = None  # "mirror", "dying" or "hostile": a server on 127.0.0.1 for SOURCE in args
+    session: bool = False  # typed into a chat (stdin): exit 0, the error one line on stdout, the chat goes on
     marks: list = field(default_factory=list)
+
+
+SOURCE = "{source}"  # replaced by the URL of the case's server
+CHAT_TINY = ["chat", TINY, "--max-new-tokens", "4", "--seed", "0"]
 
 
 CASES = {
@@ -55,6 +71,28 @@ CASES = {
                                            setup="broken_offline"),
     "OfflineModelError through serve": Case(["serve", "offline", "--port", "0"],
                                             r"(?i)offline|reinstall|truncated|corrupt", setup="broken_offline"),
+    "download --local-dir over the user's own config.json": Case(
+        ["download", REPO, "--local-dir", "mine", "--source", SOURCE, "--quiet"],
+        r"Stopped before downloading .*already has config\.json, not written by qwenlab.*nothing in the folder was "
+        r"changed", setup="local_dir", online=True, source="mirror"),
+    "download --local-dir, the source dies mid-file": Case(
+        ["download", REPO, "--local-dir", "mine", "--source", SOURCE, "--quiet"],
+        r"Could not download .*No file of yours in .*mine was deleted or overwritten.*partial files of "
+        r"model\.safetensors wait in", setup="local_dir_notes", online=True, source="dying"),
+    "download from a source listing ..\\..\\evil.safetensors": Case(
+        ["download", REPO, "--local-dir", "mine", "--source", SOURCE, "--quiet"],
+        r"lists a file qwenlab will not write .*climbs out of its folder.*nothing was downloaded",
+        setup="local_dir_notes", online=True, source="hostile"),
+    "mirror --model /etc": Case(["mirror", "--model", "/etc", "--port", "0"], r"/etc is not a model folder"),
+    "mirror with no --model (the caches are not served by default)": Case(
+        ["mirror", "--port", "0"], r"name what to serve: --model .*--all-models", setup="user_model"),
+    "chat --max-new-tokens 1.5": Case(["chat", TINY, "--max-new-tokens", "1.5"], r"--max-new-tokens.*'1\.5'"),
+    "chat: /save to an unwritable path": Case(
+        CHAT_TINY, r"^\[未保存 \(not saved\): cannot write afile/x\.json", setup="afile", session=True,
+        stdin=b"hello\n/save afile/x.json\n/history\n/exit\n"),
+    "chat: /params max_new_tokens=abc": Case(
+        CHAT_TINY, r"^\[参数未改 \(params unchanged\): max_new_tokens must be a whole number >= 1, got 'abc'",
+        session=True, stdin=b"hello\n/params max_new_tokens=abc\n/history\n/exit\n"),
     "download into --local-dir from a dead source": Case(
         ["download", "Qwen/Qwen3-0.6B", "--local-dir", "mine", "--source", "http://127.0.0.1:9", "--quiet"],
         r"(?i)no source is reachable.*connection refused", setup="local_dir", online=True),
@@ -76,6 +114,11 @@ def _setup(name: str, root: Path, home: Path) -> dict[str, str]:
         (root / "mine").mkdir()
         (root / "mine" / "config.json").write_text("my own config, not the model's")
         (root / "mine" / "essay.txt").write_text("my essay")
+    elif name == "local_dir_notes":  # --local-dir holds a file of the student's, named like no repo file
+        (root / "mine").mkdir()
+        (root / "mine" / "essay.txt").write_text("my essay")
+    elif name == "afile":  # a file where the student tries to /save into a folder
+        (root / "afile").write_text("not a folder")
     elif name == "broken_offline":
         # a truncated offline GGUF, and slice packages without their data on the path (so a rebuild
         # cannot reach the real ones or the network either): loading the offline model must fail
@@ -108,15 +151,50 @@ def workdir(tmp_path):
     return tmp_path, home, env
 
 
+@pytest.fixture(scope="module")
+def repo_dir(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("repo") / "tiny-model")
+
+
+@contextlib.contextmanager
+def _source(kind: str | None, repo_dir: Path):
+    """The case's source on 127.0.0.1 (its URL), or None."""
+    if kind is None:
+        yield None
+        return
+    server = {"mirror": lambda: mirror.MirrorServer({REPO: repo_dir}), "dying": lambda: dying_mirror(repo_dir),
+              "hostile": lambda: HostileHub(repo_dir, ["..\\..\\evil.safetensors"])}[kind]()
+    with server:
+        yield server.url
+
+
+def _check_session(case: Case, done: subprocess.CompletedProcess, root: Path, home: Path) -> None:
+    """A chat that goes on: exit 0, the error one line, the history still there afterwards, the turn autosaved."""
+    out = done.stdout.decode("utf-8", errors="replace")
+    err = done.stderr.decode("utf-8", errors="replace")
+    assert done.returncode == 0 and "Traceback" not in out + err, (out + err)[-3000:]
+    lines = [line for line in out.split("你> ") if re.search(case.problem, line)]
+    assert len(lines) == 1 and lines[0].count("\n") <= 1, out[-3000:]
+    assert "[2 messages]" in out.split(lines[0])[1], out[-3000:]  # /history after the error: the turn is there
+    (saved,) = (home / "chats").glob("*.json")
+    assert '"hello"' in saved.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=k, marks=c.marks) for k, c in CASES.items()])
-def test_cli_case_prints_one_line_exits_nonzero_and_loses_nothing(case, workdir, tiny_dir):
+def test_cli_case_prints_one_line_exits_nonzero_and_loses_nothing(case, workdir, tiny_dir, repo_dir):
     root, home, env = workdir
     env.update(_setup(case.setup, root, home))
     if case.online:
         env.pop("HF_HUB_OFFLINE")
     before = _user_files(root)
-    args = [str(tiny_dir) if a == TINY else a for a in case.args]
-    done = _run(args, case.stdin, root, env)
+    with _source(case.source, repo_dir) as url:
+        args = [str(tiny_dir) if a == TINY else url if a == SOURCE else a for a in case.args]
+        done = _run(args, case.stdin, root, env)
+    after = _user_files(root)
+    assert {p: after.get(p) for p in before} == before, "a file the student had was changed or deleted"
+    if case.session:
+        _check_session(case, done, root, home)
+        return
     err = done.stderr.decode("utf-8", errors="replace")
     prog = f"qwenlab {args[0]}:"
     lines = [line for line in err.splitlines() if line.startswith(prog)]
@@ -126,8 +204,6 @@ def test_cli_case_prints_one_line_exits_nonzero_and_loses_nothing(case, workdir,
     assert re.search(case.problem, lines[0]), lines[0]
     if case.not_before:
         assert case.not_before not in err.split(prog)[0], err[-2000:]
-    after = _user_files(root)
-    assert {p: after.get(p) for p in before} == before, "a file the student had was changed or deleted"
 
 
 # ---- the dispatcher itself, in this process ----------------------------------------------------------

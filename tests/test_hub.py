@@ -169,8 +169,21 @@ def test_not_enough_disk_fails_before_any_byte_is_written(server):
 def test_a_complete_download_is_returned_when_no_source_answers(server):
     folder = hub.download(REPO, source=server.url, progress=False)
     report = hub.fetch(REPO, source=closed_port_url(), progress=False)
-    assert report.folder == folder and report.source.startswith("on disk")
+    assert report.folder == folder and report.source == "on disk (sizes and hashes checked)"
     assert {f.action for f in report.files} == {"kept"} and report.bytes_fetched == 0
+
+    weights = folder / WEIGHTS  # a byte flipped in place, size and mtime as before: not "kept" (issue #19, item 2)
+    st = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(hub.DownloadError) as err:
+        hub.fetch(REPO, source=closed_port_url(), progress=False)
+    assert str(err.value).startswith(f"{WEIGHTS} in {folder} differs from what was downloaded (size or hash")
+    assert "no source can send" in str(err.value) and weights.read_bytes() == bytes(data)  # named, not deleted
+    report = hub.fetch(REPO, source=server.url, progress=False)  # a source again: replaced by a verified copy
+    assert {f.path: f.action for f in report.files}[WEIGHTS] == "refetched"
 
 
 def test_no_reachable_source_fails_fast_with_what_to_do():

@@ -147,6 +147,9 @@ def test_drop_after_cuts_responses_like_a_bad_network(repo_dir):
     with mirror.MirrorServer({REPO: repo_dir}, drop_after=1000) as srv:
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.get(f"{srv.url}/{REPO}/resolve/main/model.safetensors")
+        deadline = time.monotonic() + 60  # the server logs the request after it closed the connection
+        while not srv.requests("model.safetensors", "GET") and time.monotonic() < deadline:
+            time.sleep(0.01)
         entry = srv.requests("model.safetensors", "GET")[-1]
         assert entry.dropped and entry.bytes_sent == 1000
 
@@ -396,6 +399,12 @@ def test_off_loopback_a_class_code_is_generated_and_loopback_needs_none():
     assert len(codes) == 20 and all(len(c) == 14 and c.count("-") == 2 for c in codes)
     with mirror.MirrorServer({}) as srv:
         assert srv.api_key is None and httpx.get(f"{srv.url}/api/models").status_code == 200
+    # what MirrorServer asks before it listens (a test never listens beyond loopback): off loopback a code always
+    for host in ("0.0.0.0", "::", "192.168.1.5", ""):
+        code = mirror.required_code(host, None)
+        assert code is not None and len(code) == 14 and code != mirror.required_code(host, None)
+        assert mirror.required_code(host, "teachers-code") == "teachers-code"
+    assert mirror.required_code("127.0.0.1", None) is None and mirror.required_code("::1", "c") == "c"
 
 
 def test_qwenlab_mirror_command_prints_the_class_code_and_keeps_it_out_of_argv(repo_dir, tmp_path, monkeypatch):

@@ -344,6 +344,29 @@ def test_max_tokens_is_capped_by_the_server(live, script, limits):
         assert reply["usage"]["completion_tokens"] == 3 and reply["choices"][0]["finish_reason"] == "length"
 
 
+def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
+    """The prompt's length as the server renders it (reasoning="off": the empty thought block included)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_with_no_cap_set_a_huge_max_tokens_gets_what_the_context_leaves(live, script):
+    """The default cap (issue #19, item 1): the model's context minus the prompt, whatever the client asks."""
+    context = live[2].context
+    low, high = 1, context  # the most words whose prompt leaves at least one token: binary search
+    while low < high:
+        mid = (low + high + 1) // 2
+        fits = _prompt_tokens(script.tokenizer, [{"role": "user", "content": "hi " * mid}]) < context
+        low, high = (mid, high) if fits else (low, mid - 1)
+    words = low
+    messages = [{"role": "user", "content": "hi " * words}]
+    prompt = _prompt_tokens(script.tokenizer, messages)
+    script.say("word " * 50)  # a reply longer than what is left, with no end of turn in reach
+    reply = _client(live).chat.completions.create(model="tiny", messages=messages, max_tokens=10**9)
+    assert reply.usage.prompt_tokens == prompt and 1 <= context - prompt <= 6  # "hi " is one or two tokens
+    assert reply.usage.completion_tokens == context - prompt and reply.choices[0].finish_reason == "length"
+
+
 def test_time_limit_ends_a_long_generation_with_length(live, script, limits):
     limits(time_limit=0.5)
     script.say(None)  # noise, no end of turn: it would run to the context's end (~4000 tokens)

@@ -19,7 +19,7 @@ from ..offline import ensure_offline_model
 from ..ondisk import download_folder, folder_weights, read_manifest
 from ..sources import as_sources, probe
 from .clients import NotFound, Target, WrongRepo, download_hub, download_modelscope, target_of
-from .folder import what_is_left, write_manifest
+from .folder import RemoteFile, same_content, what_is_left, write_manifest
 from .report import (
     Attempt, DownloadError, DownloadReport, FileResult, NotEnoughDiskError, RepoNotFoundError, UserFileConflictError,
 )
@@ -125,12 +125,39 @@ def fetch(
         return report
     manifest = read_manifest(folder)
     if manifest and folder_weights(folder):  # downloaded earlier; no source to compare with right now
-        files = [FileResult(p, meta["size"], "kept") for p, meta in manifest.get("files", {}).items()]
-        return DownloadReport(target.name, manifest.get("repo_id", target.hf_id), folder, "on disk (not re-checked)",
-                              "", manifest.get("commit"), files, attempts, time.perf_counter() - start)
+        return _on_disk(target, folder, manifest, attempts, start)
     if wrong is not None:
         raise wrong
     raise _failure(target, attempts, folder)
+
+
+def _recorded(path: str, meta: dict) -> RemoteFile:
+    """A file as the manifest recorded it when it was downloaded: its size and the source's hash."""
+    etag = str(meta.get("etag", ""))
+    return RemoteFile(path, int(meta.get("size", -1)), etag if len(etag) == 64 else None,
+                      etag if len(etag) == 40 else None)
+
+
+def _on_disk(target: Target, folder: Path, manifest: dict, attempts: list[Attempt], start: float) -> DownloadReport:
+    """No source answered, but the folder holds an earlier complete download: checked by content against the
+    sizes and hashes recorded then (never by mtime), so a file damaged in place is named, not reported "kept".
+
+    Raises:
+        DownloadError: a file differs from its record (and no source can send it again now).
+    """
+    recorded = [_recorded(p, meta) for p, meta in manifest.get("files", {}).items()]
+    damaged = [rf.path for rf in recorded if not same_content(folder / rf.path, rf)]
+    if damaged:
+        tried = "; ".join(f"{a.source} ({a.detail or a.outcome})" for a in attempts)
+        raise DownloadError(
+            f"{', '.join(damaged)} in {folder} {'differs' if len(damaged) == 1 else 'differ'} from what was "
+            f"downloaded (size or hash: damaged or edited), and no source can send {target.name} again now "
+            f"({tried}). Run the same command when a source answers: qwenlab replaces only files it wrote, and only "
+            "with a verified copy.")
+    files = [FileResult(rf.path, rf.size, "kept") for rf in recorded]
+    return DownloadReport(target.name, manifest.get("repo_id", target.hf_id), folder,
+                          "on disk (sizes and hashes checked)", "", manifest.get("commit"), files, attempts,
+                          time.perf_counter() - start)
 
 
 def _one_line(err: Exception, limit: int = 160) -> str:

@@ -51,10 +51,10 @@ Taught in ``02_download.ipynb``; the classroom parts in ``docs/teacher.md``.
 from __future__ import annotations
 
 from ..paths import API_KEY_ENV
-from .access import class_code, is_loopback
+from .access import class_code, is_loopback, required_code
 from .server import DEFAULT_PORT, LogEntry, MirrorHandler, MirrorServer, start
 from .served import OFFLINE_REPO_ID, HashCache, NotServableError, ServedFile, ServedRepo, model_folder_kind, served_models
 
 __all__ = ["OFFLINE_REPO_ID", "DEFAULT_PORT", "API_KEY_ENV", "NotServableError", "model_folder_kind",
-           "is_loopback", "class_code", "ServedFile", "HashCache", "ServedRepo", "LogEntry", "MirrorHandler",
+           "is_loopback", "class_code", "required_code", "ServedFile", "HashCache", "ServedRepo", "LogEntry", "MirrorHandler",
            "MirrorServer", "served_models", "start"]

@@ -17,7 +17,7 @@ import socket
 
 from ..classroom.dashboard import PAGE_PATH
 
-__all__ = ["CLASS_CODE_HINT", "is_loopback", "class_code", "authorized", "challenge", "lan_ip"]
+__all__ = ["CLASS_CODE_HINT", "is_loopback", "class_code", "required_code", "authorized", "challenge", "lan_ip"]
 
 CLASS_CODE_HINT = (
     "this classroom mirror needs the class code: ask your teacher for it and set HF_TOKEN=<class code> "
@@ -45,6 +45,16 @@ def is_loopback(host: str) -> bool:
 def class_code() -> str:
     """A fresh class code: three groups of four letters and digits (about 59 bits), e.g. ``"k3mz-7qpa-vx2d"``."""
     return "-".join("".join(secrets.choice(_CODE_LETTERS) for _ in range(4)) for _ in range(3))
+
+
+def required_code(host: str, api_key: str | None) -> str | None:
+    """The class code a mirror listening on ``host`` requires: the one given; off loopback without one, a fresh
+    :func:`class_code` (a mirror the classroom can reach never serves without a code); on loopback, None.
+
+    >>> required_code("127.0.0.1", None) is None, required_code("127.0.0.1", "abc"), len(required_code("0.0.0.0", None))
+    (True, 'abc', 14)
+    """
+    return api_key or (None if is_loopback(host) else class_code())
 
 
 def authorized(authorization: str, code: str | None) -> bool:

@@ -25,7 +25,7 @@ from ..classroom.index import PackageIndex
 from ..display import Table, TableView
 from ..files import format_gb
 from . import class_routes, hub_routes
-from .access import CLASS_CODE_HINT, authorized, challenge, class_code, is_loopback, lan_ip
+from .access import CLASS_CODE_HINT, authorized, challenge, lan_ip, required_code
 from .replies import FileReply, Reply, error_reply, parse_range
 from .served import HashCache, ServedRepo, served_models
 
@@ -235,7 +235,7 @@ class MirrorServer(TableView):
         self.index = PackageIndex(wheelhouse) if wheelhouse is not None else None
         self.board = ClassBoard()
         self.host = host
-        self.api_key = api_key or (None if is_loopback(host) else class_code())
+        self.api_key = required_code(host, api_key)
         self.drop_after = drop_after
         self.on_request = on_request
         self.paused = False
