@@ -161,3 +161,47 @@ def test_chat_command_on_llama_cpp_streams_keeps_history_and_refuses_params(tmp_
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+@pytest.mark.real_model
+@needs_engine
+def test_llama_cpps_own_http_server_is_loopback_only_and_locked_with_a_key(llm):
+    """xllamacpp starts llama.cpp's HTTP server with every model; nobody without the key may use it."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url, key = llm.http_endpoint
+    assert url.startswith("http://127.0.0.1:")
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode()
+
+    def post(headers: dict) -> int:
+        request = urllib.request.Request(f"{url}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"} | headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert post({}) == 401
+    assert post({"Authorization": "Bearer wrong"}) == 401
+    assert post({"Authorization": f"Bearer {key}"}) == 200
+
+
+@pytest.mark.real_model
+@needs_engine
+def test_llama_cpp_alone_serves_the_classroom_bench_and_the_overhead_table_compares(llm):
+    from qwenlab.bench.classroom import classroom_load, llama_cpp_alone, overhead_table
+
+    with llama_cpp_alone("offline", slots=2) as bare:
+        alone = classroom_load(bare, (1, 2), max_tokens=6)
+    assert [r.students for r in alone.rows] == [1, 2] and all(r.errors == 0 for r in alone.rows)
+    assert all(run.tokens > 0 for r in alone.rows for run in r.runs)
+    url, key = llm.http_endpoint  # the same engine behind the module's model, as if it were qwenlab's server
+    served = classroom_load(type("S", (), {"base_url": url, "api_key": key, "model": "offline"})(), (1, 2),
+                            max_tokens=6)
+    table = overhead_table(alone, served)
+    assert [row[0] for row in table.rows] == [1, 2]
+    ratio = float(table.rows[0][3])
+    assert ratio > 0 and table.rows[0][6] == ("yes" if ratio >= 0.9 else "no")

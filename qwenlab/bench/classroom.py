@@ -10,17 +10,22 @@ Taught in ``08_serve.ipynb`` (the teacher's guide quotes the recorded table, ben
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from ..display import Table, TableView
 
 __all__ = ["CLASS_QUESTIONS", "READING_SPEED", "MAX_FIRST_TOKEN_SECONDS", "StudentRun", "ClassroomRow",
-           "ClassroomReport", "classroom_load"]
+           "ClassroomReport", "classroom_load", "llama_cpp_alone", "overhead_table"]
 
 # What students type in a first lesson: short, mixed Chinese and English.
 CLASS_QUESTIONS = (
@@ -192,3 +197,54 @@ def _round(client: Any, model: str, n: int, questions: Sequence[str], max_tokens
     for t in threads:
         t.join(timeout + 10)
     return ClassroomRow(n, time.perf_counter() - began, results)
+
+
+# The child that holds llama.cpp alone: the same load_model(..., engine="llama.cpp", slots=N) that
+# `qwenlab serve --engine llama.cpp` runs, reached through llama.cpp's own HTTP server instead of qwenlab's.
+_ALONE = r"""
+import json, sys
+import qwenlab
+a = json.loads(sys.argv[1])
+llm = qwenlab.load_model(a["model"], engine="llama.cpp", slots=a["slots"])
+url, key = llm.http_endpoint
+print(json.dumps({"base_url": url, "api_key": key}), flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+"""
+
+
+@contextmanager
+def llama_cpp_alone(model: str, slots: int, timeout: float = 300.0) -> Iterator[Any]:
+    """llama.cpp with ``slots`` slots for ``model``, in a child process, behind its own HTTP server only
+    (127.0.0.1, a random key): the baseline ``qwenlab serve --engine llama.cpp`` is compared with.
+
+    Yields an object with ``base_url``, ``api_key`` and ``model`` for :func:`classroom_load`.
+    """
+    proc = subprocess.Popen([sys.executable, "-c", _ALONE, json.dumps({"model": str(model), "slots": slots})],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""  # the child prints one line when loaded
+        if not line:
+            raise RuntimeError(f"llama.cpp alone did not start for {model} (exit code {proc.wait(timeout)}).")
+        yield SimpleNamespace(**json.loads(line), model=str(model))
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def overhead_table(alone: ClassroomReport, served: ClassroomReport, tolerance: float = 0.10) -> Table:
+    """``qwenlab serve`` vs llama.cpp alone, class size by class size: aggregate tok/s, their ratio, p95 time
+    to first token, and whether qwenlab comes within ``tolerance`` (10 %) of llama.cpp alone."""
+    rows = []
+    for a, b in zip(alone.rows, served.rows):
+        ratio = b.aggregate_tokens_per_second / a.aggregate_tokens_per_second if a.aggregate_tokens_per_second else 0.0
+        rows.append([a.students, f"{a.aggregate_tokens_per_second:.1f}", f"{b.aggregate_tokens_per_second:.1f}",
+                     f"{ratio:.2f}", _s(a.first_token(0.95)), _s(b.first_token(0.95)),
+                     "yes" if ratio >= 1 - tolerance else "no"])
+    head = ["students", "llama.cpp alone tok/s", "qwenlab serve tok/s", "ratio", "TTFT p95 alone s",
+            "TTFT p95 qwenlab s", f"within {tolerance:.0%}"]
+    return Table(head, rows, title="qwenlab serve vs llama.cpp alone (same engine, same slots, same requests, one run)")

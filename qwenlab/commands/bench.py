@@ -13,15 +13,17 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 
 import torch
 
 from ..agents import ToolTrial, measure_agent_tool_calls, measure_tool_calls
 from ..bench import classroom_load, run_bench
+from ..bench.classroom import llama_cpp_alone, overhead_table
 from ..course import course_model
 from ..models import load_model
-from ..quant import benchmark_fast_recipe, compare, full_variants
+from ..quant import benchmark_fast_recipe, compare, full_variants, gguf_file
 from . import make_parser
 
 __all__ = ["main", "quant_main", "tools_main", "serve_main"]
@@ -29,13 +31,18 @@ __all__ = ["main", "quant_main", "tools_main", "serve_main"]
 
 def main(argv: list[str], prog: str = "qwenlab bench") -> int:
     """Measure this machine and one model; print the table (or JSON). ``quant`` goes to :func:`quant_main`,
-    ``tools`` to :func:`tools_main`."""
+    ``tools`` to :func:`tools_main`, ``serve`` to :func:`serve_main`, ``fastpath`` to
+    :func:`~qwenlab.commands.bench_fastpath.fastpath_main`."""
     if argv and argv[0] == "quant":
         return quant_main(argv[1:], prog=f"{prog} quant")
     if argv and argv[0] == "tools":
         return tools_main(argv[1:], prog=f"{prog} tools")
     if argv and argv[0] == "serve":
         return serve_main(argv[1:], prog=f"{prog} serve")
+    if argv and argv[0] == "fastpath":
+        from .bench_fastpath import fastpath_main
+
+        return fastpath_main(argv[1:], prog=f"{prog} fastpath")
     parser = make_parser(prog, "Measure memory bandwidth, matmul FLOP/s, prefill/decode tokens/s, KV cache, "
                                "context, batch and quantized paths of one model on this machine, with the "
                                "roofline (bandwidth / bytes per token). `qwenlab bench quant` compares "
@@ -70,11 +77,19 @@ def quant_main(argv: list[str], prog: str = "qwenlab bench quant") -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating fp32/fast timing rounds (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--all", action="store_true", help="compare every CPU method (several minutes)")
-    parser.add_argument("--save", default=None, help="with --all: write the comparison as JSON to this file")
+    parser.add_argument("--save", default=None, help="with --all or --quality: write the result as JSON to this file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--quality", action="store_true",
+                        help="quality on held-out data instead of speed: 200 questions + KL / top-1 agreement / "
+                             "perplexity over 6,000 positions, every CPU variant and GGUF (about 30 minutes)")
+    parser.add_argument("--questions", type=int, default=None, help="with --quality: use only the first N questions")
+    parser.add_argument("--positions", type=int, default=6000, help="with --quality: text positions (default 6000)")
+    parser.add_argument("--no-gguf", action="store_true", help="with --quality: skip the llama.cpp GGUF rows")
     args = parser.parse_args(argv)
     if args.tokens < 2 or args.rounds < 1:
         parser.error("--tokens must be >= 2 and --rounds >= 1")
+    if args.questions is not None and args.questions < 1 or args.positions < 1:
+        parser.error("--questions and --positions must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -84,6 +99,8 @@ def quant_main(argv: list[str], prog: str = "qwenlab bench quant") -> int:
 
     say(f"loading {args.model} (fp32) ...")
     model, tokenizer = load_model(args.model, device="cpu", dtype="float32")
+    if args.quality:
+        return _quality(args, model, tokenizer, say)
     if args.all:
         cmp = compare(full_variants(model, args.model), tokenizer, decode_tokens=args.tokens, repeats=args.rounds,
                       label=f"`{prog} --all`", progress=say)
@@ -94,6 +111,25 @@ def quant_main(argv: list[str], prog: str = "qwenlab bench quant") -> int:
     result = benchmark_fast_recipe(model, tokenizer, name=args.model, new_tokens=args.tokens, rounds=args.rounds,
                                    progress=say)
     print(json.dumps(asdict(result), ensure_ascii=False, indent=1) if args.json else result)
+    return 0
+
+
+def _quality(args: argparse.Namespace, model: object, tokenizer: object, say: Callable[[str], None]) -> int:
+    """``bench quant --quality``: every variant against fp32 on the held-out data."""
+    from ..quant.quality import heldout_questions, quality_report, standard_ggufs, standard_variants
+
+    questions = None if args.questions is None else heldout_questions("report")[:args.questions]
+    ggufs = {}
+    if not args.no_gguf:
+        try:
+            ggufs = standard_ggufs(gguf_file(args.model))
+        except (FileNotFoundError, ValueError) as err:
+            say(f"no GGUF rows: {err}")
+    report = quality_report(model, tokenizer, variants=standard_variants(), ggufs=ggufs,  # type: ignore[arg-type]
+                            questions=questions, positions=args.positions, progress=say)
+    if args.save:
+        say(f"saved {report.save(args.save)}")
+    print(report.to_json() if args.json else report)
     return 0
 
 
@@ -162,18 +198,35 @@ def serve_main(argv: list[str], prog: str = "qwenlab bench serve") -> int:
     parser.add_argument("--students", type=_sizes, default=(1, 4, 8), help="class sizes, e.g. 1,4,8 (default)")
     parser.add_argument("--tokens", type=int, default=48, help="reply length per student (default 48)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--baseline", action="store_true",
+                        help="llama.cpp: first measure llama.cpp alone (its own HTTP server, same slots) and "
+                             "compare (qwenlab serve should come within 10 %%)")
     args = parser.parse_args(argv)
     if args.tokens < 2:
         parser.error("--tokens must be >= 2")
+    if args.baseline and args.engine != "llama.cpp":
+        parser.error("--baseline compares with llama.cpp alone: use it with --engine llama.cpp")
     from ..serve import start
 
     options = {"engine": args.engine}
     if args.engine == "llama.cpp":
         options["slots"] = args.slots or max(args.students)
+    alone = None
+    if args.baseline:
+        print(f"[serve bench] llama.cpp alone ({options['slots']} slots) for {args.model} ...", file=sys.stderr,
+              flush=True)
+        with llama_cpp_alone(args.model, options["slots"]) as bare:
+            alone = classroom_load(bare, args.students, max_tokens=args.tokens,
+                                   label=f"{args.model}, llama.cpp alone (its own HTTP server), {options['slots']} slots")
     print(f"[serve bench] starting a {args.engine} server for {args.model} ...", file=sys.stderr, flush=True)
     with start(args.model, reasoning="off", **options) as server:
         report = classroom_load(server, args.students, max_tokens=args.tokens,
                                 label=f"{args.model}, engine {args.engine}"
                                       + (f", {options['slots']} slots" if "slots" in options else ""))
-    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+    if args.json:
+        print(json.dumps(report.to_dict() | ({"llama_cpp_alone": alone.to_dict()} if alone else {}), indent=1))
+    elif alone is not None:
+        print(f"{alone}\n\n{report}\n\n{overhead_table(alone, report)}")
+    else:
+        print(report)
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -307,6 +308,7 @@ class LlamaCppModel:
         self.seed = seed
         self.slots = slots
         self.recommended = dict(recommended) if recommended is not None else self._catalog_sampling(None)
+        self._http_key = secrets.token_urlsafe(24)
         start = time.perf_counter()
         self._server = xlc.Server(self._params(xlc))
         self.load_seconds = time.perf_counter() - start
@@ -321,7 +323,19 @@ class LlamaCppModel:
         params.use_jinja = True  # the chat template stored in the GGUF, run as Jinja like transformers does
         params.reasoning_format = xlc.common_reasoning_format.COMMON_REASONING_FORMAT_NONE  # <think> stays in text
         params.verbosity = -1  # llama.cpp's log lines off; errors come back as answers
+        params.hostnames = ["127.0.0.1"]  # xllamacpp always starts llama.cpp's own HTTP server: loopback only,
+        params.api_keys = [self._http_key]  # and locked with a key only this object knows (see http_endpoint)
         return params
+
+    @property
+    def http_endpoint(self) -> tuple[str, str]:
+        """llama.cpp's own OpenAI-compatible HTTP server for this model: ``(base_url, api_key)``.
+
+        ``xllamacpp`` starts it with every model, on 127.0.0.1 at a free port; qwenlab locks it with a random
+        key, so nobody else on this machine can use it. ``qwenlab bench serve --baseline`` measures it as
+        "llama.cpp alone" next to ``qwenlab serve --engine llama.cpp`` (taught in ``08_serve.ipynb``).
+        """
+        return f"{self._server.listening_address}/v1", self._http_key
 
     def _catalog_sampling(self, thinking: bool | None) -> dict:
         info = find(self.name)
@@ -389,6 +403,19 @@ class LlamaCppModel:
         if on_chunk is None:
             return self._server.handle_chat_completions(body)
         return self._server.handle_chat_completions(body, on_chunk)
+
+    def complete(self, body: dict[str, Any]) -> dict:
+        """Send a raw text-completion body to llama.cpp (its ``/completion``: a prompt of text or token ids,
+        ``n_probs``, ``logit_bias``, ``cache_prompt``) and return its answer; the held-out quality measure
+        (``qwenlab.quant.quality``) reads next-token log-probabilities this way.
+
+        Raises:
+            EngineError: llama.cpp refused the request.
+        """
+        answer = self._server.handle_completions(body)
+        if "error" in answer:
+            raise _request_error(answer["error"])
+        return answer
 
     def close(self) -> None:
         """Free the model's memory now (otherwise when the object is garbage-collected)."""
