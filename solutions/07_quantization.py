@@ -42,3 +42,7 @@ qwenlab.exercises.check("07.4", answer4, cmp=cmp)
 # %%
 answer5 = cmp.row("torchao int8 weight-only").speedup > 1.0  # weight-only int8 de-quantizes every step: slower on a CPU
 qwenlab.exercises.check("07.5", answer5, cmp=cmp)
+
+# %%
+answer6 = 0.95 ** 14  # about 0.49: a coin toss, so "14/14 probes kept" says little about a 5 % change rate
+qwenlab.exercises.check("07.6", answer6)

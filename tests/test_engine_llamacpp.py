@@ -192,16 +192,15 @@ def test_llama_cpps_own_http_server_is_loopback_only_and_locked_with_a_key(llm):
 @pytest.mark.real_model
 @needs_engine
 def test_llama_cpp_alone_serves_the_classroom_bench_and_the_overhead_table_compares(llm):
-    from qwenlab.bench.classroom import classroom_load, llama_cpp_alone, overhead_table
+    from qwenlab.bench.classroom import compare_with_llama_cpp_alone, llama_cpp_alone, overhead_table
 
+    url, key = llm.http_endpoint  # the module's model stands in for qwenlab's server: same engine, other door
+    other = type("S", (), {"base_url": url, "api_key": key, "model": "offline"})()
     with llama_cpp_alone("offline", slots=2) as bare:
-        alone = classroom_load(bare, (1, 2), max_tokens=6)
-    assert [r.students for r in alone.rows] == [1, 2] and all(r.errors == 0 for r in alone.rows)
-    assert all(run.tokens > 0 for r in alone.rows for run in r.runs)
-    url, key = llm.http_endpoint  # the same engine behind the module's model, as if it were qwenlab's server
-    served = classroom_load(type("S", (), {"base_url": url, "api_key": key, "model": "offline"})(), (1, 2),
-                            max_tokens=6)
+        alone, served = compare_with_llama_cpp_alone(bare, other, (1, 2), rounds=2, max_tokens=6)
+    assert [r.students for r in alone.rows] == [r.students for r in served.rows] == [1, 1, 2, 2]
+    assert all(r.errors == 0 and all(run.tokens > 0 for run in r.runs) for r in alone.rows + served.rows)
     table = overhead_table(alone, served)
-    assert [row[0] for row in table.rows] == [1, 2]
-    ratio = float(table.rows[0][3])
-    assert ratio > 0 and table.rows[0][6] == ("yes" if ratio >= 0.9 else "no")
+    assert [row[0] for row in table.rows] == [1, 2] and [row[1] for row in table.rows] == [2, 2]
+    ratio = float(table.rows[0][4])
+    assert ratio > 0 and table.rows[0][8] == ("yes" if ratio >= 0.9 else "no")

@@ -20,7 +20,7 @@ import torch
 
 from ..agents import ToolTrial, measure_agent_tool_calls, measure_tool_calls
 from ..bench import classroom_load, run_bench
-from ..bench.classroom import llama_cpp_alone, overhead_table
+from ..bench.classroom import compare_with_llama_cpp_alone, llama_cpp_alone, overhead_table
 from ..course import course_model
 from ..models import load_model
 from ..quant import benchmark_fast_recipe, compare, full_variants, gguf_file
@@ -201,9 +201,12 @@ def serve_main(argv: list[str], prog: str = "qwenlab bench serve") -> int:
     parser.add_argument("--baseline", action="store_true",
                         help="llama.cpp: first measure llama.cpp alone (its own HTTP server, same slots) and "
                              "compare (qwenlab serve should come within 10 %%)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: alternating rounds per class size")
     args = parser.parse_args(argv)
     if args.tokens < 2:
         parser.error("--tokens must be >= 2")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.baseline and args.engine != "llama.cpp":
         parser.error("--baseline compares with llama.cpp alone: use it with --engine llama.cpp")
     from ..serve import start
@@ -211,22 +214,20 @@ def serve_main(argv: list[str], prog: str = "qwenlab bench serve") -> int:
     options = {"engine": args.engine}
     if args.engine == "llama.cpp":
         options["slots"] = args.slots or max(args.students)
-    alone = None
-    if args.baseline:
-        print(f"[serve bench] llama.cpp alone ({options['slots']} slots) for {args.model} ...", file=sys.stderr,
-              flush=True)
-        with llama_cpp_alone(args.model, options["slots"]) as bare:
-            alone = classroom_load(bare, args.students, max_tokens=args.tokens,
-                                   label=f"{args.model}, llama.cpp alone (its own HTTP server), {options['slots']} slots")
+    label = f"{args.model}, engine {args.engine}" + (f", {options['slots']} slots" if "slots" in options else "")
     print(f"[serve bench] starting a {args.engine} server for {args.model} ...", file=sys.stderr, flush=True)
+    if args.baseline:
+        print(f"[serve bench] and llama.cpp alone ({options['slots']} slots); {args.rounds} alternating rounds per "
+              "class size ...", file=sys.stderr, flush=True)
+        with llama_cpp_alone(args.model, options["slots"]) as bare, start(args.model, reasoning="off", **options) as server:
+            alone, report = compare_with_llama_cpp_alone(bare, server, args.students, rounds=args.rounds,
+                                                         max_tokens=args.tokens)
+        if args.json:
+            print(json.dumps({"qwenlab": report.to_dict(), "llama_cpp_alone": alone.to_dict()}, indent=1))
+        else:
+            print(f"{alone}\n\n{report}\n\n{overhead_table(alone, report)}")
+        return 0
     with start(args.model, reasoning="off", **options) as server:
-        report = classroom_load(server, args.students, max_tokens=args.tokens,
-                                label=f"{args.model}, engine {args.engine}"
-                                      + (f", {options['slots']} slots" if "slots" in options else ""))
-    if args.json:
-        print(json.dumps(report.to_dict() | ({"llama_cpp_alone": alone.to_dict()} if alone else {}), indent=1))
-    elif alone is not None:
-        print(f"{alone}\n\n{report}\n\n{overhead_table(alone, report)}")
-    else:
-        print(report)
+        report = classroom_load(server, args.students, max_tokens=args.tokens, label=label)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
     return 0

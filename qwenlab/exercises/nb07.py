@@ -189,6 +189,21 @@ def _int4_bytes(params: int) -> float:
     return params * (0.5 + 2 / 64)
 
 
+@exercise("07.6", "reason", compare=within(0.02),
+          hint="每道题独立地以 95 % 的概率不变；14 道都不变 = 14 个 0.95 相乘。",
+          mistakes=[Mistake(lambda a, e: not isinstance(a, (int, float)) or isinstance(a, bool) or not 0 <= a <= 1,
+                            "写一个 0 到 1 之间的概率，例如 0.3。"),
+                    Mistake(lambda a, e: abs(a - (1 - e)) < 0.02,
+                            "这是“至少有一道变了”的概率；题目问的是 14 道**全部不变**。"),
+                    Mistake(lambda a, e: abs(a - 0.05 ** 14) < 1e-6 or a < 1e-6,
+                            "0.05 是每道题**变**的概率；不变的概率是 0.95。"),
+                    Mistake(lambda a, e: abs(a - 0.95) < 0.01,
+                            "0.95 只是一道题不变的概率；14 道都不变要把 14 个 0.95 乘起来。")])
+def _probes_all_kept(change_rate: float = 0.05, probes: int = 14) -> float:
+    """Chance that a recipe which changes ``change_rate`` of all answers keeps every one of ``probes`` probes."""
+    return (1 - change_rate) ** probes
+
+
 @exercise("07.2", "reason", hint="scale = max|w| / 127；每个数除以 scale 再四舍五入 (torch.round，.5 舍入到偶数)。",
           mistakes=[Mistake(lambda a, e: len(a) != len(e), "每个数一个码：列表长度要和 w 一样。"),
                     Mistake(lambda a, e: any(isinstance(x, float) and x != int(x) for x in a),

@@ -112,7 +112,7 @@ class Int4Linear(torch.nn.Module):
         self.group_size, self.dtype = group_size, dtype
 
     def forward(self, x: Any) -> Any:
-        rows = x.reshape(-1, self.in_features).to(self.dtype)
+        rows = x.reshape(-1, self.in_features).to(self.dtype).contiguous()  # the kernel refuses strided input
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, self.group_size, self.scales_and_zeros)
         if self.bias is not None:
             y = y + self.bias
