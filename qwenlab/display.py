@@ -12,9 +12,12 @@ from __future__ import annotations
 import html
 import unicodedata
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
-__all__ = ["Table", "TableView", "KeyValueTable", "text_width", "CJK_FONTS", "cjk_fonts"]
+T = TypeVar("T")
+
+__all__ = ["Table", "TableView", "KeyValueTable", "text_width", "CJK_FONTS", "cjk_fonts", "pick"]
 
 # Fonts with Chinese glyphs, most common first (Linux, Windows, macOS).
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
@@ -142,3 +145,21 @@ class KeyValueTable(TableView):
 
     def table(self) -> Table:
         return Table([], self.rows(), min_widths={0: self.key_width - 1})
+
+
+def pick(items: Iterable[T], attr: str, value: object, what: str = "row") -> T:
+    """The first of ``items`` whose ``attr`` equals ``value`` — how every report's ``row(name)`` finds a row;
+    a KeyError that lists the names there are otherwise.
+
+    >>> from types import SimpleNamespace as R
+    >>> pick([R(name="fp32"), R(name="fast")], "name", "fast").name
+    'fast'
+    >>> pick([R(name="fp32")], "name", "int4", "variant")
+    Traceback (most recent call last):
+    KeyError: "No variant 'int4'; there are: fp32."
+    """
+    items = list(items)
+    for item in items:
+        if getattr(item, attr) == value:
+            return item
+    raise KeyError(f"No {what} {value!r}; there are: {', '.join(str(getattr(i, attr)) for i in items)}.")

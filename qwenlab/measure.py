@@ -146,7 +146,8 @@ def copy_model(model: CausalLM, dtype: Any = None) -> Any:
     replace modules in, as quantization does): each parameter gets a new Parameter object over the same
     storage, so assigning ``.data`` or a new Parameter on the copy never reaches the original. With
     ``dtype`` (``"bfloat16"``, ``torch.float32`` …) each parameter is converted once into the copy, so
-    converting a 2.5 GB fp32 model to bf16 needs ~1.25 GB more, not 2.5 GB. The copy keeps the original's
+    converting a 2.5 GB fp32 model to bf16 needs ~1.25 GB more, not 2.5 GB (a ``dtype`` the model already has
+converts nothing: those tensors are shared, so never change them in place). The copy keeps the original's
     :func:`qwenlab.modelfacts.facts_of`.
 
     Taught in ``07_quantization.ipynb`` (a quantized model is a copy) and ``09_performance.ipynb``.

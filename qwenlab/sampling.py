@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .display import cjk_fonts
+from .display import cjk_fonts, pick
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -329,10 +329,7 @@ class NextTokenDistribution:
         return self.stages[-1]
 
     def stage(self, name: str) -> Stage:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(f"No stage {name!r}; stages are {[s.name for s in self.stages]}.")
+        return pick(self.stages, "name", name, "stage")
 
     def table(self) -> list[dict]:
         """One row per shown token: its text and its probability at each stage (0 where removed)."""

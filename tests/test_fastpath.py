@@ -5,6 +5,8 @@ compiles once, and the fast-path table has its rows — never speed (tests/bench
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def varied(tiny):
     """The tiny model with seeded noise on its weights: its greedy tokens change from step to step (the
     random-weight original repeats one token, which would make "same tokens" trivially true)."""
     model, tokenizer = tiny
-    copy = copy_model(model, "float32")
+    copy = deepcopy(model)  # its own tensors: the session's tiny model must stay as it is for later tests
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in copy.parameters():

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..display import Table, TableView
+from ..display import Table, TableView, pick
 from ..evaluation import perplexity, probe_answers, probes, same_answer
 from ..generation import build_inputs
 from ..measure import copy_model, machine_info, time_generate, torch_threads
@@ -195,10 +195,7 @@ class FastpathReport(TableView):
     seconds: float
 
     def row(self, key: str) -> FastpathRow:
-        for r in self.rows:
-            if r.key == key:
-                return r
-        raise KeyError(f"no row {key!r}; rows: {[r.key for r in self.rows]}")
+        return pick(self.rows, "key", key)
 
     def to_dict(self) -> dict:
         out = asdict(self)

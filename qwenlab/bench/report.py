@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from ..display import Table, TableView
+from ..display import Table, TableView, pick
 from .limits import GB, Bandwidth, DecodeTraffic, MatmulSpeed, roofline_tokens_per_second
 
 __all__ = ["Timing", "BenchPlan", "BenchReport", "what_if"]
@@ -132,10 +132,7 @@ class BenchReport(TableView):
     seconds: float
 
     def row(self, key: str) -> Timing:
-        for r in self.rows:
-            if r.key == key:
-                return r
-        raise KeyError(f"no row {key!r} in this report; rows: {[r.key for r in self.rows]}")
+        return pick(self.rows, "key", key)
 
     @property
     def roofline_tokens_per_second(self) -> float:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from ..display import Table, TableView
+from ..display import Table, TableView, pick
 from ..evaluation import Probe, is_correct, perplexity, probe_answers, probes, same_answer
 from ..generation import build_inputs
 from ..measure import PeakRss, load_average, machine_info, time_generate
@@ -111,10 +111,7 @@ class Comparison(TableView):
     measured: dict = field(default_factory=dict)
 
     def row(self, name: str) -> VariantResult:
-        for r in self.rows:
-            if r.name == name:
-                return r
-        raise KeyError(f"No variant {name!r} in this comparison; it has: {', '.join(r.name for r in self.rows)}.")
+        return pick(self.rows, "name", name, "variant")
 
     def table(self) -> Table:
         head = ["variant", "weights MiB", "load s", "peak RSS MiB", "prefill tok/s", "decode tok/s", "vs ref",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..display import Table, TableView
+from ..display import Table, TableView, pick
 from ..evaluation import DATA, Probe, is_correct, same_answer
 from ..measure import machine_info
 from ..modelfacts import facts_of
@@ -368,10 +368,7 @@ class QualityReport(TableView):
     measured: dict = field(default_factory=dict)
 
     def row(self, label: str) -> QualityRow:
-        for r in self.rows:
-            if r.label == label:
-                return r
-        raise KeyError(f"No row {label!r}; the report has: {', '.join(r.label for r in self.rows)}.")
+        return pick(self.rows, "label", label)
 
     def table(self) -> Table:
         head = ["variant", "engine", "weights MiB", "answers same", "correct", "top-1 agree", "KL", "KL top-40",
