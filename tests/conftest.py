@@ -20,6 +20,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PROBE = "What is the capital of France? Answer in one word."
 
 
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_works():
+    """The Ctrl-C tests need SIGINT's usual action. A shell that starts the suite in the background without job
+    control (``cmd &`` in a script) ignores SIGINT, and every child inherits that, so Ctrl-C would do nothing for
+    a reason that is not qwenlab's. Restore Python's handler (children started after this get the default)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """Folder of a tiny Qwen3 (2 layers, hidden 64) with the real Qwen3 tokenizer."""
